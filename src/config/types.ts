@@ -1,0 +1,35 @@
+// The resolved configuration: flags > config file > defaults, already validated.
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface HoldfastConfig {
+  /** Absolute app dir as given (may be a symlink a deploy tool switches; resolved at each spawn). */
+  appDir: string;
+  /** The config file that was read, if any. */
+  configFile: string | undefined;
+  port: number;
+  address: string;
+  environment: string;
+  minInstances: number;
+  maxPoolSize: number;
+  /** Max sessions per process; 0 = unlimited. */
+  concurrency: number;
+  poolIdleTimeMs: number;
+  /** 0 = off. */
+  maxRequests: number;
+  /** 0 = off. */
+  memoryLimitBytes: number;
+  /** 0 = unbounded. */
+  maxRequestQueueSize: number;
+  startTimeoutMs: number;
+  drainTimeoutMs: number;
+  rollingRestarts: boolean;
+  resistDeploymentErrors: boolean;
+  appStartCommand: string | undefined;
+  startupFile: string | undefined;
+  envvars: Record<string, string>;
+  logFile: string | undefined;
+  logLevel: LogLevel;
+  name: string;
+}

@@ -1,0 +1,31 @@
+// What the proxy asks of the pool: a session on one process, for one request or upgraded connection.
+
+import type { UpstreamTarget } from './spawner';
+
+export interface Session {
+  readonly pid: number;
+  readonly generation: number;
+  readonly target: UpstreamTarget;
+  /**
+   * Ends the session; exactly once, when the request (or upgraded connection) is over.
+   * unreachable: the process refused or reset the connection before any response byte, so it is
+   * likely dead; the pool checks it and stops routing to it.
+   */
+  close(outcome?: { unreachable?: boolean }): void;
+}
+
+export interface AcquireOptions {
+  /** Aborted when the visitor goes away while the request waits in the queue. */
+  signal?: AbortSignal;
+  /** Avoid this pid (the retry of an idempotent request after its process failed). */
+  avoidPid?: number;
+}
+
+export interface SessionSource {
+  /**
+   * A session on the enabled process with the fewest sessions, waiting in the queue when all are
+   * busy. Rejects with CapacityError (queue full, shutting down), SpawnError (no process could be
+   * started and none runs), or an AbortError when options.signal aborts.
+   */
+  acquire(options?: AcquireOptions): Promise<Session>;
+}
