@@ -1,4 +1,13 @@
 import type { Command } from 'commander';
+import { registerRestart } from './restart';
+import { registerResume } from './resume';
+import { registerStatus } from './status';
+import { registerStop } from './stop';
 
-// status, restart, resume, stop: filled in by the admin work.
-export function registerAdminCommands(_program: Command): void {}
+// The operator commands: each talks to a running instance through its admin API.
+export function registerAdminCommands(program: Command): void {
+  registerStatus(program);
+  registerRestart(program);
+  registerResume(program);
+  registerStop(program);
+}

@@ -1,0 +1,23 @@
+// What the admin commands share: the --name option and where they write.
+
+import type { Command } from 'commander';
+
+export interface CommandIo {
+  stdout: { write(text: string): unknown; isTTY?: boolean };
+  stderr: { write(text: string): unknown };
+  /** Default: HOLDFAST_INSTANCE_REGISTRY_DIR or the system temp dir. */
+  registryDir?: string;
+}
+
+export function processIo(): CommandIo {
+  return { stdout: process.stdout, stderr: process.stderr };
+}
+
+export function addNameOption(command: Command): Command {
+  return command.option('--name <name>', 'the instance to talk to (needed when several run)');
+}
+
+/** Exit code 1 without an exception: the command has already said why. */
+export function failQuietly(): void {
+  process.exitCode = 1;
+}

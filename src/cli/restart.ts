@@ -1,0 +1,61 @@
+// `holdfast restart [--rolling] [--no-wait]`: what deploy scripts call. It waits by default and
+// exits 0 only when the new version runs, so a rollout across many hosts can stop at the first failure.
+
+import type { Command } from 'commander';
+import { connectAdmin } from '../admin/client';
+import type { RestartProgress } from '../core/control';
+import { addNameOption, failQuietly, processIo, type CommandIo } from './admin-io';
+import { renderRestartOutcome, renderRestartProgress } from './status-render';
+
+export interface RestartCommandOptions {
+  name?: string;
+  /** undefined: the instance's rolling_restarts setting. */
+  rolling?: boolean;
+  /** commander's --no-wait sets it false. */
+  wait?: boolean;
+}
+
+export async function restartCommand(opts: RestartCommandOptions, io: CommandIo = processIo()): Promise<void> {
+  const client = await connectAdmin({ name: opts.name, registryDir: io.registryDir, access: 'admin' });
+  const rolling = opts.rolling === undefined ? {} : { rolling: opts.rolling };
+
+  if (opts.wait === false) {
+    const accepted = await client.restart({ ...rolling, wait: false });
+    const gen = accepted.generation === null ? '' : ` (generation ${accepted.generation})`;
+    io.stdout.write(`Restart of instance "${client.instance.name}" accepted${gen}; holdfast status shows its progress.\n`);
+    return;
+  }
+
+  const status = await client.status();
+  const app = status.groups[0]?.name ?? `instance "${client.instance.name}"`;
+  const tty = io.stdout.isTTY === true;
+  let shown = '';
+  const onProgress = (p: RestartProgress) => {
+    const line = renderRestartProgress(app, p);
+    if (line === shown) return;
+    shown = line;
+    // On a terminal the line is rewritten in place; in a log, each step is its own line.
+    io.stdout.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);
+  };
+  const outcome = await client.restart({ ...rolling, onProgress }).finally(() => {
+    if (tty && shown !== '') io.stdout.write('\n');
+  });
+  const result = renderRestartOutcome(app, outcome);
+  if (result.ok) {
+    io.stdout.write(result.text);
+  } else {
+    io.stderr.write(result.text);
+    failQuietly();
+  }
+}
+
+export function registerRestart(program: Command): void {
+  addNameOption(
+    program
+      .command('restart')
+      .description('Restart the app with its new version; waits and exits non-zero when it cannot start.')
+      .option('--rolling', 'replace processes one by one (default: the rolling_restarts setting)')
+      .option('--no-rolling', 'stop all old processes first, then start new ones')
+      .option('--no-wait', 'return as soon as the restart was accepted'),
+  ).action((opts: RestartCommandOptions) => restartCommand(opts));
+}
