@@ -1,0 +1,302 @@
+// One app process from the moment it is started: its output, its readiness, its exit, and the
+// ProcessHandle core gets once it is ready. ChildSpawner decides what to run; this runs it.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { unlinkSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import type { Socket } from 'node:net';
+import { SpawnError, newErrorId, type SpawnErrorCategory } from '../errors';
+import type { ExitInfo, ProcessHandle, UpstreamTarget, UsageSample } from '../core/spawner';
+import { LineSplitter, OutputTail } from './output-tail';
+import { GroupTerminator, signalGroup } from './terminate';
+import { GroupUsageSampler } from './usage';
+import { waitUntilAccepting } from './tcp';
+import type { Watchdog } from './watchdog';
+
+/** Everything needed to start one process, decided by the spawner. */
+export interface LaunchPlan {
+  command: string;
+  args: readonly string[];
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  /** Shown in errors: `node /srv/app/releases/3/app.js`, or the app start command. */
+  description: string;
+  target: UpstreamTarget;
+  /** 'hook': the Node hook says when the app listens (on fd 3). 'tcp': poll the target's port. */
+  readiness: 'hook' | 'tcp';
+  /** Run by /bin/sh -c, whose exit codes 126/127 mean "could not run the command". */
+  viaShell: boolean;
+  release: string;
+  commit: string | undefined;
+  generation: number;
+}
+
+export interface LaunchOptions {
+  startTimeoutMs: number;
+  watchdog: Watchdog;
+  signal: AbortSignal;
+  onOutput?(line: string, meta: { pid: number; stream: 'stdout' | 'stderr' }): void;
+}
+
+/** fd of the hook channel in the app process; the hook reads it from HOLDFAST_CHANNEL_FD. */
+export const CHANNEL_FD = 3;
+
+/** How long output may still trickle in after the exit before the error is written. */
+const OUTPUT_FLUSH_MS = 500;
+/** A SIGKILLed process is reaped in milliseconds; this only guards against a process stuck in the kernel. */
+const KILL_WAIT_MS = 5000;
+
+export function abortError(signal: AbortSignal): Error {
+  const error = new Error('the spawn was aborted', { cause: signal.reason });
+  error.name = 'AbortError';
+  (error as Error & { code: string }).code = 'ABORT_ERR';
+  return error;
+}
+
+export function formatDuration(ms: number): string {
+  return ms >= 1000 ? `${Math.round(ms / 100) / 10} s` : `${ms} ms`;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/**
+ * Starts plan and resolves with its handle once it is ready; otherwise kills its process group,
+ * waits until it is gone and rejects with a SpawnError (or an AbortError when options.signal fired).
+ */
+export async function launch(plan: LaunchPlan, options: LaunchOptions): Promise<ProcessHandle> {
+  if (options.signal.aborted) throw abortError(options.signal);
+  const stdio: ('ignore' | 'pipe')[] = ['ignore', 'pipe', 'pipe'];
+  if (plan.readiness === 'hook') stdio[CHANNEL_FD] = 'pipe'; // a socketpair: the hook sees EOF when holdfast dies
+  let child: ChildProcess;
+  try {
+    // detached: its own process group (pgid = pid), so it and everything it forks can be signalled together.
+    child = spawn(plan.command, [...plan.args], { cwd: plan.cwd, env: plan.env, stdio, detached: true });
+  } catch (cause) {
+    throw osError(plan, cause);
+  }
+  if (child.pid === undefined) {
+    const cause = await new Promise<unknown>((resolve) => child.once('error', resolve));
+    throw osError(plan, cause);
+  }
+  const spawned = new SpawnedProcess(child, child.pid, plan, options);
+  await spawned.becomeReady(options);
+  return spawned;
+}
+
+function osError(plan: LaunchPlan, cause: unknown): SpawnError {
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+  const what =
+    code === 'ENOENT' || code === 'EACCES' || code === 'ENOTDIR'
+      ? `${code} for ${plan.command} or its working dir ${plan.cwd}`
+      : String((cause as Error | undefined)?.message ?? cause);
+  return new SpawnError(
+    `app process could not be started: ${what}`,
+    {
+      category: 'os',
+      errorId: newErrorId(),
+      command: plan.description,
+      exitCode: null,
+      signal: null,
+      outputTail: [],
+      release: plan.release,
+      generation: plan.generation,
+      at: Date.now(),
+    },
+    { cause },
+  );
+}
+
+type Outcome = 'ready' | 'exited' | 'timeout' | 'aborted';
+
+class SpawnedProcess implements ProcessHandle {
+  readonly target: UpstreamTarget;
+  readonly release: string;
+  readonly commit: string | undefined;
+  readonly exited: Promise<ExitInfo>;
+  /** Set once, by the 'exit' event; from then on the process group is being swept. */
+  private exitInfo: ExitInfo | undefined;
+  private elu: number | undefined;
+  private readonly tail = new OutputTail();
+  private readonly outputDone: Promise<void>;
+  private readonly terminator: GroupTerminator;
+  private readonly sampler: GroupUsageSampler;
+  private markReady!: () => void;
+  private readonly readySignal = new Promise<void>((resolve) => (this.markReady = resolve));
+
+  constructor(
+    child: ChildProcess,
+    readonly pid: number,
+    private readonly plan: LaunchPlan,
+    options: LaunchOptions,
+  ) {
+    this.target = plan.target;
+    this.release = plan.release;
+    this.commit = plan.commit;
+    options.watchdog.register(pid);
+    this.sampler = new GroupUsageSampler(pid);
+    child.on('error', () => undefined); // only kill() failures come here after a successful spawn; we never call it
+
+    const streams = [this.pipeLines(child.stdout, 'stdout', options), this.pipeLines(child.stderr, 'stderr', options)];
+    this.outputDone = Promise.all(streams).then(() => undefined);
+
+    const channel = plan.readiness === 'hook' ? (child.stdio[CHANNEL_FD] as Socket | null) : null;
+    if (channel) this.listenToHook(channel);
+
+    this.exited = new Promise<ExitInfo>((resolve) => {
+      child.once('exit', (code, signal) => {
+        const info: ExitInfo = { code, signal };
+        this.exitInfo = info;
+        signalGroup(pid, 'SIGKILL'); // whatever the leader left behind in its group goes with it
+        options.watchdog.unregister(pid);
+        if (plan.target.kind === 'unix') removeFile(plan.target.socketPath);
+        // Only now: closing the channel earlier would make the hook exit the app at once.
+        channel?.destroy();
+        // An escaped grandchild may hold the pipes open for ever; give output a moment, then let go.
+        void Promise.race([this.outputDone, delay(OUTPUT_FLUSH_MS * 2)]).then(() => {
+          child.stdout?.destroy();
+          child.stderr?.destroy();
+        });
+        resolve(info);
+      });
+    });
+    this.terminator = new GroupTerminator(pid, this.exited, () => this.exitInfo !== undefined);
+  }
+
+  eventLoopUtilization(): number | undefined {
+    return this.elu;
+  }
+
+  terminate(graceMs: number): Promise<ExitInfo> {
+    return this.terminator.terminate(graceMs);
+  }
+
+  async sampleUsage(): Promise<UsageSample> {
+    if (this.exitInfo !== undefined) return { rssBytes: 0, cpuPercent: 0 };
+    return this.sampler.sample();
+  }
+
+  /** The last lines the process wrote (stdout and stderr), oldest first. */
+  recentOutput(): readonly string[] {
+    return this.tail.toArray();
+  }
+
+  async becomeReady(options: LaunchOptions): Promise<void> {
+    let decided = false;
+    const { signal, startTimeoutMs } = options;
+    let onAbort: (() => void) | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let outcome = await new Promise<Outcome>((resolve) => {
+      const decide = (o: Outcome): void => {
+        if (decided) return;
+        decided = true;
+        resolve(o);
+      };
+      timer = setTimeout(() => decide('timeout'), Math.max(0, startTimeoutMs));
+      timer.unref();
+      onAbort = () => decide('aborted');
+      if (signal.aborted) decide('aborted');
+      else signal.addEventListener('abort', onAbort, { once: true });
+      void this.exited.then(() => decide('exited'));
+      void this.readySignal.then(() => decide('ready'));
+      if (this.plan.target.kind === 'tcp') {
+        const { host, port } = this.plan.target;
+        void waitUntilAccepting(host, port, () => decided || this.exitInfo !== undefined).then((ok) => {
+          if (ok) this.markReady();
+        });
+      }
+    });
+    clearTimeout(timer);
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+    if (outcome === 'ready' && this.exitInfo !== undefined) outcome = 'exited';
+    if (outcome === 'ready') {
+      if (this.elu === undefined && this.plan.readiness === 'hook') this.elu = 0;
+      return;
+    }
+
+    if (outcome !== 'exited') {
+      signalGroup(this.pid, 'SIGKILL'); // it never served anyone: no grace
+      await Promise.race([this.exited, delay(KILL_WAIT_MS)]);
+    }
+    await Promise.race([this.outputDone, delay(OUTPUT_FLUSH_MS)]);
+    if (outcome === 'aborted') throw abortError(signal);
+    throw this.spawnError(outcome === 'timeout' ? 'timeout' : 'exited', startTimeoutMs);
+  }
+
+  private spawnError(kind: 'timeout' | 'exited', startTimeoutMs: number): SpawnError {
+    const info = this.exitInfo ?? { code: null, signal: null };
+    let category: SpawnErrorCategory = kind;
+    let message: string;
+    if (kind === 'timeout') {
+      message =
+        this.plan.readiness === 'hook'
+          ? `app process did not listen within ${formatDuration(startTimeoutMs)} (holdfast waits for its first server.listen())`
+          : `app process did not accept connections on port ${(this.plan.target as { port: number }).port} within ${formatDuration(startTimeoutMs)}`;
+    } else if (this.plan.viaShell && (info.code === 127 || info.code === 126)) {
+      // POSIX shells reserve these: 127 command not found, 126 found but not executable.
+      category = 'os';
+      message = `app start command could not run: /bin/sh says ${info.code === 127 ? 'a command was not found' : 'a command is not executable'} (exit code ${info.code})`;
+    } else if (info.signal === 'SIGKILL') {
+      message = 'app process was killed by SIGKILL before it was ready; memory may have run out (the usual cause)';
+    } else if (info.signal !== null) {
+      message = `app process was killed by ${info.signal} before it was ready`;
+    } else {
+      message = `app process exited with code ${info.code} before it was ready`;
+    }
+    return new SpawnError(message, {
+      category,
+      errorId: newErrorId(),
+      command: this.plan.description,
+      exitCode: kind === 'timeout' ? null : info.code,
+      signal: kind === 'timeout' ? null : info.signal,
+      outputTail: this.tail.toArray(),
+      release: this.plan.release,
+      generation: this.plan.generation,
+      at: Date.now(),
+    });
+  }
+
+  private pipeLines(stream: Readable | null, name: 'stdout' | 'stderr', options: LaunchOptions): Promise<void> {
+    if (!stream) return Promise.resolve();
+    const splitter = new LineSplitter((line) => {
+      this.tail.push(line);
+      options.onOutput?.(line, { pid: this.pid, stream: name });
+    });
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => splitter.write(chunk));
+    return new Promise((resolve) => {
+      stream.once('close', () => {
+        splitter.end();
+        resolve();
+      });
+      stream.on('error', () => undefined); // 'close' follows
+    });
+  }
+
+  private listenToHook(channel: Socket): void {
+    const splitter = new LineSplitter((line) => {
+      let message: { type?: unknown; elu?: unknown };
+      try {
+        message = JSON.parse(line) as typeof message;
+      } catch {
+        return; // not from the hook
+      }
+      if (message.type === 'ready') this.markReady();
+      else if (message.type === 'load' && typeof message.elu === 'number' && message.elu >= 0 && message.elu <= 1) {
+        this.elu = message.elu;
+      }
+    }, 64 * 1024);
+    channel.setEncoding('utf8');
+    channel.on('data', (chunk: string) => splitter.write(chunk));
+    channel.on('error', () => undefined); // the exit event tells the story
+  }
+}
+
+function removeFile(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone (the app's server removes it on close)
+  }
+}
