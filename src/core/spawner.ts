@@ -32,6 +32,8 @@ export interface ProcessHandle {
   terminate(graceMs: number): Promise<ExitInfo>;
   /** RSS and CPU of the process (and its process group), read from the OS. */
   sampleUsage(): Promise<UsageSample>;
+  /** The last lines the process wrote (stdout and stderr), oldest first: evidence when it dies young. */
+  recentOutput?(): readonly string[];
 }
 
 export interface SpawnRequest {

@@ -1,0 +1,118 @@
+// Plain and rolling restarts as a step-by-step procedure over a RestartHost (the Group).
+// Every step re-checks that this restart is still the current one, so a superseded restart stops
+// at the next step boundary and two restarts never interleave.
+
+import { SpawnError } from '../errors';
+import type { AppProcess } from './app-process';
+import type { RestartKind, RestartOutcomeKind, RestartProgress } from './control';
+
+export interface RestartHost {
+  readonly minInstances: number;
+  /** Processes of generations older than this one that still serve (enabled) or are about to. */
+  oldProcesses(generation: number): AppProcess[];
+  /** Processes of this generation that serve. */
+  currentProcesses(generation: number): AppProcess[];
+  /** Spawns one process of the generation; rejects with SpawnError (already recorded by the host) or AbortError. */
+  spawnFor(generation: number, signal: AbortSignal): Promise<AppProcess>;
+  /** Resolves undefined once the process has been up for the probation period, or the SpawnError if it died first. */
+  probation(process: AppProcess): Promise<SpawnError | undefined>;
+  /** Drain and stop; resolves when it is gone. */
+  stop(process: AppProcess): Promise<void>;
+  /** Whether one more process fits under max_pool_size now. */
+  hasRoom(): boolean;
+  /** Whether the host is resisting deployment errors now (decides failed vs resisted). */
+  resisting(): boolean;
+}
+
+export interface RestartResult {
+  outcome: RestartOutcomeKind;
+  replaced: number;
+  total: number;
+  error: SpawnError | undefined;
+}
+
+export interface RestartRunOptions {
+  kind: RestartKind;
+  generation: number;
+  signal: AbortSignal;
+  onProgress(progress: RestartProgress): void;
+}
+
+function isAbort(err: unknown): boolean {
+  return err instanceof Error && err.name === 'AbortError';
+}
+
+/** Runs one restart to its end. Never rejects: the result says how it ended. */
+export async function runRestart(host: RestartHost, o: RestartRunOptions): Promise<RestartResult> {
+  const old = host.oldProcesses(o.generation);
+  const total = Math.max(old.length, host.minInstances);
+  let replaced = 0;
+  const progress = () => o.onProgress({ kind: o.kind, generation: o.generation, total, replaced });
+  const ended = (outcome: RestartOutcomeKind, error?: SpawnError): RestartResult => ({ outcome, replaced, total, error });
+  const failed = (err: unknown): RestartResult => {
+    if (o.signal.aborted || isAbort(err)) return ended('superseded');
+    if (err instanceof SpawnError) return ended(host.resisting() ? 'resisted' : 'failed', err);
+    throw err;
+  };
+  progress();
+
+  if (o.kind === 'plain') {
+    // Everything old goes first; requests queue meanwhile (the Passenger plain restart).
+    await Promise.all(old.map((p) => host.stop(p)));
+    const started: AppProcess[] = [];
+    while (host.currentProcesses(o.generation).length < total) {
+      if (o.signal.aborted) return ended('superseded');
+      try {
+        started.push(await host.spawnFor(o.generation, o.signal));
+      } catch (err) {
+        return failed(err);
+      }
+      replaced++;
+      progress();
+    }
+    const deaths = await Promise.all(started.map((p) => host.probation(p)));
+    const died = deaths.find((e) => e !== undefined);
+    if (died) return failed(died);
+    return ended(o.signal.aborted ? 'superseded' : 'succeeded');
+  }
+
+  // Rolling: for each old process, a new one first; the old one goes only once the new one has
+  // passed probation, so a version that crashes right after booting never costs capacity.
+  for (;;) {
+    if (o.signal.aborted) return ended('superseded');
+    const remaining = host.oldProcesses(o.generation);
+    const needMore = host.currentProcesses(o.generation).length < host.minInstances;
+    if (remaining.length === 0 && !needMore) break;
+    const retireFirst = remaining.length > 0 && !host.hasRoom();
+    if (retireFirst) {
+      // At max_pool_size: make room by retiring one old process first (as Passenger does).
+      await host.stop(pickOldest(remaining));
+      if (o.signal.aborted) return ended('superseded');
+    }
+    let fresh: AppProcess;
+    try {
+      fresh = await host.spawnFor(o.generation, o.signal);
+    } catch (err) {
+      return failed(err);
+    }
+    const death = await host.probation(fresh);
+    if (death) return failed(death);
+    if (o.signal.aborted) return ended('superseded');
+    if (!retireFirst) {
+      const stillOld = host.oldProcesses(o.generation);
+      if (stillOld.length > 0) await host.stop(pickOldest(stillOld));
+    }
+    replaced = Math.min(total, replaced + 1);
+    progress();
+  }
+  return ended('succeeded');
+}
+
+/** The old process to retire next: the one with the fewest sessions, then the oldest. */
+function pickOldest(processes: readonly AppProcess[]): AppProcess {
+  let best = processes[0]!;
+  for (const p of processes) {
+    if (p.sessions < best.sessions || (p.sessions === best.sessions && p.generation < best.generation)) best = p;
+  }
+  return best;
+}
