@@ -27,9 +27,17 @@ export interface HoldfastConfig {
   rollingRestarts: boolean;
   resistDeploymentErrors: boolean;
   appStartCommand: string | undefined;
+  /** As given: relative paths are relative to the app dir (resolve it against the release dir at each spawn). */
   startupFile: string | undefined;
   envvars: Record<string, string>;
+  /** Absolute; undefined = standard output. */
   logFile: string | undefined;
   logLevel: LogLevel;
   name: string;
+  /**
+   * Things worth a warning at start that are not errors (e.g. resist_deployment_errors without
+   * rolling_restarts, Passengerfile.json options that have no effect). Added by config/; the CLI logs
+   * them. Optional so that configs built in tests need not list any.
+   */
+  warnings?: readonly string[];
 }
