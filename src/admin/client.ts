@@ -76,9 +76,21 @@ export class AdminClient {
       res.resume();
       throw new HoldfastError('HF_INTERNAL', `instance "${this.instance.name}" answered POST /restart with ${res.headers['content-type'] ?? 'no content type'}, not NDJSON`);
     }
+    const lost = () =>
+      new HoldfastError(
+        'HF_INSTANCE_NOT_FOUND',
+        `lost the connection to instance "${this.instance.name}" (pid ${this.instance.pid}) before the restart finished; see holdfast status`,
+      );
     let buffered = '';
-    for await (const chunk of res) {
-      buffered += (chunk as Buffer).toString('utf8');
+    const chunks = (async function* () {
+      try {
+        for await (const chunk of res) yield chunk as Buffer;
+      } catch (err) {
+        throw Object.assign(lost(), { cause: err });
+      }
+    })();
+    for await (const chunk of chunks) {
+      buffered += chunk.toString('utf8');
       let newline: number;
       while ((newline = buffered.indexOf('\n')) >= 0) {
         const text = buffered.slice(0, newline).trim();
@@ -98,10 +110,7 @@ export class AdminClient {
         }
       }
     }
-    throw new HoldfastError(
-      'HF_INSTANCE_NOT_FOUND',
-      `instance "${this.instance.name}" (pid ${this.instance.pid}) closed the connection before the restart finished; see holdfast status`,
-    );
+    throw lost();
   }
 
   async resume(): Promise<ResumeResult> {
@@ -116,7 +125,9 @@ export class AdminClient {
   private async json(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
     const res = await this.send(method, path, body, this.timeoutMs);
     await throwIfError(res);
-    const text = await readAll(res);
+    const text = await readAll(res).catch((err: unknown) => {
+      throw new HoldfastError('HF_INSTANCE_NOT_FOUND', `lost the connection to instance "${this.instance.name}" during ${method} ${path}`, { cause: err });
+    });
     try {
       return JSON.parse(text) as unknown;
     } catch {

@@ -235,12 +235,25 @@ async function restart(ctx: RouteContext): Promise<void> {
     if (!res.destroyed && !res.writableEnded) res.write(JSON.stringify(line) + '\n');
   };
   ticket.onProgress((p) => write({ type: 'progress', ...p }));
-  try {
-    const outcome = await ticket.done;
-    write({ type: 'outcome', ...outcome });
-  } catch (err) {
-    ctx.logger.error({ err }, 'restart failed');
-    write({ type: 'error', ...envelope(err) });
+  const gone = new Promise<'gone'>((resolve) => res.once('close', () => resolve('gone')));
+  const settled = ticket.done.then(
+    (outcome) => ({ outcome }),
+    (err: unknown) => ({ err }),
+  );
+  const result = await Promise.race([settled, gone]);
+  if (result === 'gone') {
+    // Nobody listens any more; log the end for whoever looks later.
+    void settled.then((r) => {
+      if ('err' in r) ctx.logger.error({ err: r.err }, 'restart failed');
+      else ctx.logger.info({ outcome: r.outcome.outcome, generation: r.outcome.generation }, 'restart finished');
+    });
+    return;
+  }
+  if ('err' in result) {
+    ctx.logger.error({ err: result.err }, 'restart failed');
+    write({ type: 'error', ...envelope(result.err) });
+  } else {
+    write({ type: 'outcome', ...result.outcome });
   }
   res.end();
 }

@@ -117,7 +117,7 @@ export function spawnErrorLines(e: SpawnErrorSnapshot, indent: string, maxOutput
     const shown = output.slice(-maxOutputLines);
     const of = shown.length < output.length ? `last ${shown.length} of ${output.length} lines` : `${output.length} line${output.length === 1 ? '' : 's'}`;
     lines.push(`${indent}Output (${of}):`);
-    for (const line of shown) lines.push(`${indent}  | ${line}`);
+    for (const line of shown) lines.push(line === '' ? `${indent}  |` : `${indent}  | ${line}`);
   }
   return lines;
 }
