@@ -1,0 +1,138 @@
+// The pool lives (issue 3): scaling with traffic, the queue, idle cleaning, recycling, crash recovery.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { Holdfast, get, pidAlive, waitFor } from '../helpers/holdfast';
+import { runLoad } from '../helpers/load';
+import { fixtureApp } from '../helpers/paths';
+
+async function stopClean(hf: Holdfast) {
+  const { code, leftover } = await hf.stop();
+  assert.equal(code, 0);
+  assert.deepEqual(leftover, [], 'no app process outlives holdfast');
+}
+
+async function processCount(hf: Holdfast): Promise<number> {
+  const s = await hf.status();
+  return s.groups[0]!.processes.filter((p) => p.state === 'enabled').length;
+}
+
+test('a CPU-bound Node app grows from one process under load and shrinks back after pool_idle_time', async () => {
+  const hf = await Holdfast.start(fixtureApp('cpu'), ['--max-pool-size', '4', '--pool-idle-time', '2']);
+  try {
+    assert.equal(await processCount(hf), 1);
+    const ac = new AbortController();
+    let peak = 1;
+    const load = runLoad({ url: hf.url('/?ms=20'), connections: 24, durationMs: 12_000, signal: ac.signal });
+    await waitFor('the pool to grow', async () => (peak = Math.max(peak, await processCount(hf))) > 1, 10_000, 250);
+    ac.abort();
+    const result = await load;
+    assert.equal(result.failed, 0, result.errors.join('\n'));
+    assert.ok(peak > 1);
+    await waitFor('the pool to shrink back to min_instances', async () => (await processCount(hf)) === 1, 15_000, 250);
+    assert.ok(hf.lines.some((l) => l.reason === 'idle'), 'idle processes were shut down for idleness');
+  } finally {
+    await stopClean(hf);
+  }
+});
+
+test('with max_pool_size 1, concurrency 1 and a queue of 5, the 7th concurrent slow request gets 503 at once and the first 6 succeed', async () => {
+  const hf = await Holdfast.start(fixtureApp('express'), ['--max-pool-size', '1', '--concurrency', '1', '--max-request-queue-size', '5']);
+  try {
+    const agent = new http.Agent({ keepAlive: false, maxSockets: 10 });
+    const first = get(hf.url('/slow?ms=1500'), {}, agent);
+    await new Promise((r) => setTimeout(r, 200));
+    const queued = Array.from({ length: 5 }, () => get(hf.url('/slow?ms=100'), {}, agent));
+    await waitFor('five queued requests', async () => (await hf.status()).groups[0]!.requests_in_queue === 5, 5000);
+    const t0 = Date.now();
+    const seventh = await get(hf.url('/slow?ms=100'), {}, agent);
+    assert.equal(seventh.status, 503);
+    assert.ok(Date.now() - t0 < 1000, 'answered at once, not after waiting');
+    const rest = await Promise.all([first, ...queued]);
+    assert.deepEqual(rest.map((r) => r.status), [200, 200, 200, 200, 200, 200]);
+    agent.destroy();
+  } finally {
+    await stopClean(hf);
+  }
+});
+
+test('with max_requests 100, 250 requests are served with none failed and no process serving more than 100', async () => {
+  const hf = await Holdfast.start(fixtureApp('hello'), ['--max-requests', '100', '--max-pool-size', '2']);
+  try {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+    const perPid = new Map<string, number>();
+    let failed = 0;
+    for (let batch = 0; batch < 250 / 5; batch++) {
+      const replies = await Promise.all(Array.from({ length: 5 }, () => get(hf.url('/pid'), {}, agent).catch(() => ({ status: 0, body: '' }))));
+      for (const r of replies) {
+        if (r.status !== 200) failed++;
+        else perPid.set(r.body, (perPid.get(r.body) ?? 0) + 1);
+      }
+    }
+    agent.destroy();
+    assert.equal(failed, 0);
+    assert.equal([...perPid.values()].reduce((a, b) => a + b, 0), 250);
+    assert.ok([...perPid.values()].every((n) => n <= 100), JSON.stringify([...perPid]));
+    assert.ok(perPid.size >= 3, 'processes were recycled');
+  } finally {
+    await stopClean(hf);
+  }
+});
+
+test('a process that grows past memory_limit is replaced within seconds with no failed request under load', async () => {
+  const hf = await Holdfast.start(fixtureApp('memory-hog'), ['--memory-limit', '150', '--min-instances', '2', '--max-pool-size', '3']);
+  try {
+    await waitFor('two processes', () => hf.appPids.size >= 2);
+    const ac = new AbortController();
+    const load = runLoad({ url: hf.url('/'), connections: 8, durationMs: 20_000, signal: ac.signal });
+    const before = new Set(hf.appPids);
+    for (let i = 0; i < 8; i++) await get(hf.url('/grow'));
+    const stopped = await hf.waitForLog('a memory_limit stop', (l) => l.reason === 'memory_limit' && /stopped/.test(l.msg), 15_000);
+    assert.ok(before.has(stopped.app_pid as number));
+    await waitFor('the replacement', async () => (await processCount(hf)) >= 2, 10_000, 200);
+    ac.abort();
+    const result = await load;
+    assert.equal(result.failed, 0, result.errors.join('\n'));
+    assert.ok(!pidAlive(stopped.app_pid as number));
+  } finally {
+    await stopClean(hf);
+  }
+});
+
+test('kill -9 of one of two processes under load fails no request, and the pool is back to two', async () => {
+  const hf = await Holdfast.start(fixtureApp('hello'), ['--min-instances', '2']);
+  try {
+    await waitFor('two processes', () => hf.appPids.size >= 2);
+    const ac = new AbortController();
+    const load = runLoad({ url: hf.url('/'), connections: 16, durationMs: 10_000, signal: ac.signal });
+    await new Promise((r) => setTimeout(r, 1000));
+    const victim = [...hf.appPids][0]!;
+    process.kill(victim, 'SIGKILL');
+    await hf.waitForLog('the death logged', (l) => l.app_pid === victim && /died/.test(l.msg));
+    await waitFor('the pool back to two', async () => (await processCount(hf)) === 2 && hf.livePids().length === 2, 10_000, 200);
+    await new Promise((r) => setTimeout(r, 1000));
+    ac.abort();
+    const result = await load;
+    assert.ok(result.requests > 100);
+    assert.equal(result.failed, 0, result.errors.join('\n'));
+  } finally {
+    await stopClean(hf);
+  }
+});
+
+test('a process that ignores SIGTERM and holds a request forever is gone after drain_timeout plus the grace period', async () => {
+  const hf = await Holdfast.start(fixtureApp('ignores-sigterm'), ['--drain-timeout', '1']);
+  const pid = [...hf.appPids][0]!;
+  const hanging = get(hf.url('/hang')).catch((e: Error) => e);
+  await waitFor('the request to be in flight', async () => (await hf.status()).groups[0]!.processes[0]!.sessions === 1, 5000);
+  const t0 = Date.now();
+  const { code, leftover } = await hf.stop();
+  const elapsed = Date.now() - t0;
+  assert.equal(code, 0);
+  assert.deepEqual(leftover, []);
+  assert.ok(!pidAlive(pid));
+  // drain_timeout 1 s + 5 s grace between SIGTERM and SIGKILL, with slack for a busy machine.
+  assert.ok(elapsed < 12_000, `took ${elapsed} ms`);
+  assert.ok(hf.lines.some((l) => /SIGTERM, ignoring/.test(l.msg)), 'it was asked nicely first');
+  await hanging;
+});
