@@ -40,7 +40,7 @@ test('with max_pool_size 1, concurrency 1 and a queue of 5, the 7th concurrent s
   const hf = await Holdfast.start(fixtureApp('express'), ['--max-pool-size', '1', '--concurrency', '1', '--max-request-queue-size', '5']);
   try {
     const agent = new http.Agent({ keepAlive: false, maxSockets: 10 });
-    const first = get(hf.url('/slow?ms=1500'), {}, agent);
+    const first = get(hf.url('/slow?ms=6000'), {}, agent);
     await new Promise((r) => setTimeout(r, 200));
     const queued = Array.from({ length: 5 }, () => get(hf.url('/slow?ms=100'), {}, agent));
     await waitFor('five queued requests', async () => (await hf.status()).groups[0]!.requests_in_queue === 5, 5000);
