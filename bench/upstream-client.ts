@@ -1,0 +1,208 @@
+// Which client should the proxy use to talk to app processes? Measures a minimal forwarding proxy
+// built on each candidate, in front of the same Node hello server on a Unix socket, under
+// autocannon load on 127.0.0.1. Runs are interleaved (a, b, c, a, b, c, ...) so that the noise of a
+// shared machine falls on every candidate alike.
+//
+//   node dist/bench/upstream-client.js [rounds=3] [seconds=4] [connections=32]
+//
+// Roles: the main process runs autocannon; one child is the upstream; one child per run is the proxy.
+
+import http from 'node:http';
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+
+type Variant = 'http-agent' | 'undici-stream' | 'undici-dispatch';
+const VARIANTS: readonly Variant[] = ['http-agent', 'undici-stream', 'undici-dispatch'];
+
+interface AutocannonResult {
+  requests: { average: number };
+  latency: { p99: number; average: number };
+  errors: number;
+  non2xx: number;
+}
+type Autocannon = (opts: Record<string, unknown>) => Promise<AutocannonResult>;
+
+const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection', 'expect']);
+
+function requestHeaders(req: http.IncomingMessage): string[] {
+  const out: string[] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!HOP.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
+  }
+  return out;
+}
+
+function responseHeaders(raw: readonly (Buffer | string)[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString();
+    if (!HOP.has(name.toLowerCase())) out.push(name, raw[i + 1]!.toString());
+  }
+  return out;
+}
+
+function hasBody(req: http.IncomingMessage): boolean {
+  return req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+}
+
+function runUpstream(socketPath: string): void {
+  const body = Buffer.from('hello world\n');
+  const server = http.createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+    res.end(body);
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(socketPath, () => process.send!({ ready: true }));
+}
+
+function makeHandler(variant: Variant, socketPath: string): http.RequestListener {
+  if (variant === 'http-agent') {
+    const agent = new http.Agent({ keepAlive: true });
+    return (req, res) => {
+      const upstream = http.request(
+        { socketPath, agent, method: req.method, path: req.url, headers: requestHeaders(req) },
+        (up) => {
+          res.writeHead(up.statusCode ?? 502, responseHeaders(up.rawHeaders));
+          up.pipe(res);
+        },
+      );
+      upstream.on('error', () => res.destroy());
+      if (hasBody(req)) req.pipe(upstream);
+      else upstream.end();
+    };
+  }
+  const pool = new Pool('http://localhost', { socketPath, headersTimeout: 0, bodyTimeout: 0 });
+  if (variant === 'undici-stream') {
+    return (req, res) => {
+      pool
+        .stream(
+          {
+            method: req.method as Dispatcher.HttpMethod,
+            path: req.url!,
+            headers: requestHeaders(req),
+            body: hasBody(req) ? req : null,
+          },
+          ({ statusCode, headers }) => {
+            const flat: string[] = [];
+            for (const [k, v] of Object.entries(headers)) {
+              if (HOP.has(k) || v === undefined) continue;
+              for (const one of Array.isArray(v) ? v : [v]) flat.push(k, one);
+            }
+            res.writeHead(statusCode, flat);
+            return res;
+          },
+        )
+        .catch(() => res.destroy());
+    };
+  }
+  return (req, res) => {
+    pool.dispatch(
+      {
+        method: req.method as Dispatcher.HttpMethod,
+        path: req.url!,
+        headers: requestHeaders(req),
+        body: hasBody(req) ? req : null,
+      },
+      {
+        onConnect() {},
+        onHeaders(statusCode, raw, resume) {
+          if (statusCode < 200) return true;
+          res.writeHead(statusCode, responseHeaders(raw));
+          res.on('drain', resume);
+          return true;
+        },
+        onData(chunk) {
+          return res.write(chunk);
+        },
+        onComplete() {
+          res.end();
+        },
+        onError() {
+          res.destroy();
+        },
+      },
+    );
+  };
+}
+
+function runProxy(variant: Variant, socketPath: string): void {
+  const server = http.createServer(makeHandler(variant, socketPath));
+  server.listen(0, '127.0.0.1', () => {
+    const address = server.address();
+    if (address && typeof address === 'object') process.send!({ port: address.port });
+  });
+}
+
+async function startChild(args: string[]): Promise<{ child: ChildProcess; message: { port?: number } }> {
+  const child = fork(__filename, args, { stdio: 'inherit' });
+  const [message] = (await once(child, 'message')) as [{ port?: number }];
+  return { child, message };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  await exited;
+}
+
+async function main(): Promise<void> {
+  const rounds = Number(process.argv[2] ?? 3);
+  const seconds = Number(process.argv[3] ?? 4);
+  const connections = Number(process.argv[4] ?? 32);
+  const autocannon = require('autocannon') as Autocannon;
+  const dir = mkdtempSync(join(tmpdir(), 'holdfast-bench-'));
+  const socketPath = join(dir, 'upstream.sock');
+  const upstream = await startChild(['upstream', socketPath]);
+  const results = new Map<string, { rps: number[]; p99: number[] }>();
+  try {
+    const direct = await autocannon({ url: 'http://localhost/', socketPath, connections, duration: seconds });
+    console.log(`direct (no proxy, autocannon -> unix socket): ${Math.round(direct.requests.average)} req/s, p99 ${direct.latency.p99} ms`);
+    for (let round = 1; round <= rounds; round++) {
+      // Rotate the order each round so that no candidate always runs first or last.
+      const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]!);
+      for (const variant of order) {
+        const proxy = await startChild(['proxy', variant, socketPath]);
+        try {
+          const url = `http://127.0.0.1:${proxy.message.port}/`;
+          await autocannon({ url, connections, duration: 1 }); // warm-up: JIT and keep-alive sockets
+          const r = await autocannon({ url, connections, duration: seconds });
+          const entry = results.get(variant) ?? { rps: [], p99: [] };
+          entry.rps.push(r.requests.average);
+          entry.p99.push(r.latency.p99);
+          results.set(variant, entry);
+          console.log(
+            `round ${round} ${variant.padEnd(16)} ${Math.round(r.requests.average)} req/s  p99 ${r.latency.p99} ms  errors ${r.errors} non2xx ${r.non2xx}`,
+          );
+        } finally {
+          await stopChild(proxy.child);
+        }
+      }
+    }
+  } finally {
+    await stopChild(upstream.child);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  console.log(`\nmedian of ${rounds} runs, ${seconds}s each, ${connections} connections:`);
+  for (const [variant, { rps, p99 }] of results) {
+    console.log(`${variant.padEnd(16)} ${Math.round(median(rps))} req/s  p99 ${median(p99)} ms`);
+  }
+}
+
+const role = process.argv[2];
+if (role === 'upstream') runUpstream(process.argv[3]!);
+else if (role === 'proxy') runProxy(process.argv[3] as Variant, process.argv[4]!);
+else {
+  main().catch((e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
+}
