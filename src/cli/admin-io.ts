@@ -16,8 +16,3 @@ export function processIo(): CommandIo {
 export function addNameOption(command: Command): Command {
   return command.option('--name <name>', 'the instance to talk to (needed when several run)');
 }
-
-/** Exit code 1 without an exception: the command has already said why. */
-export function failQuietly(): void {
-  process.exitCode = 1;
-}

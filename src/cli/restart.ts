@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { connectAdmin } from '../admin/client';
 import type { RestartProgress } from '../core/control';
-import { addNameOption, failQuietly, processIo, type CommandIo } from './admin-io';
+import { addNameOption, processIo, type CommandIo } from './admin-io';
 import { renderRestartOutcome, renderRestartProgress } from './status-render';
 
 export interface RestartCommandOptions {
@@ -15,7 +15,8 @@ export interface RestartCommandOptions {
   wait?: boolean;
 }
 
-export async function restartCommand(opts: RestartCommandOptions, io: CommandIo = processIo()): Promise<void> {
+/** Resolves with the exit code: 0 when the new version runs (or, without wait, the restart was accepted). */
+export async function restartCommand(opts: RestartCommandOptions, io: CommandIo = processIo()): Promise<number> {
   const client = await connectAdmin({ name: opts.name, registryDir: io.registryDir, access: 'admin' });
   const rolling = opts.rolling === undefined ? {} : { rolling: opts.rolling };
 
@@ -23,7 +24,7 @@ export async function restartCommand(opts: RestartCommandOptions, io: CommandIo 
     const accepted = await client.restart({ ...rolling, wait: false });
     const gen = accepted.generation === null ? '' : ` (generation ${accepted.generation})`;
     io.stdout.write(`Restart of instance "${client.instance.name}" accepted${gen}; holdfast status shows its progress.\n`);
-    return;
+    return 0;
   }
 
   const status = await client.status();
@@ -41,12 +42,8 @@ export async function restartCommand(opts: RestartCommandOptions, io: CommandIo 
     if (tty && shown !== '') io.stdout.write('\n');
   });
   const result = renderRestartOutcome(app, outcome);
-  if (result.ok) {
-    io.stdout.write(result.text);
-  } else {
-    io.stderr.write(result.text);
-    failQuietly();
-  }
+  (result.ok ? io.stdout : io.stderr).write(result.text);
+  return result.ok ? 0 : 1;
 }
 
 export function registerRestart(program: Command): void {
@@ -57,5 +54,9 @@ export function registerRestart(program: Command): void {
       .option('--rolling', 'replace processes one by one (default: the rolling_restarts setting)')
       .option('--no-rolling', 'stop all old processes first, then start new ones')
       .option('--no-wait', 'return as soon as the restart was accepted'),
-  ).action((opts: RestartCommandOptions) => restartCommand(opts));
+  ).action(async (opts: RestartCommandOptions) => {
+    // The outcome has been printed; only the exit code is left to say.
+    const code = await restartCommand(opts);
+    if (code !== 0) process.exitCode = code;
+  });
 }
