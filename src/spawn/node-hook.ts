@@ -11,6 +11,7 @@
 //   {"type":"ready"}  {"type":"load","elu":0.42}
 // Every handle here is unref'd: the hook never keeps an app alive or changes when it exits.
 
+import fs = require('node:fs');
 import net = require('node:net');
 import perf_hooks = require('node:perf_hooks');
 
@@ -26,9 +27,20 @@ function install(): void {
   delete process.env[CHANNEL_ENV];
   if (!socketPath || !Number.isInteger(channelFd) || channelFd < 3) return;
 
+  let redirected = false;
   const channel = new net.Socket({ fd: channelFd, readable: true, writable: true });
   channel.unref();
-  const leave = (): void => process.exit(1);
+  const leave = (): void => {
+    // process.exit() skips the server's close, which is what would remove the socket file.
+    if (redirected) {
+      try {
+        fs.unlinkSync(socketPath);
+      } catch {
+        // never created, or already gone
+      }
+    }
+    process.exit(1);
+  };
   channel.on('end', leave);
   channel.on('close', leave);
   channel.on('error', leave);
@@ -48,7 +60,6 @@ function install(): void {
   loadTimer.unref();
 
   const originalListen = net.Server.prototype.listen;
-  let redirected = false;
 
   function listen(this: net.Server, ...args: unknown[]): net.Server {
     if (redirected) return originalListen.apply(this, args as Parameters<typeof originalListen>);

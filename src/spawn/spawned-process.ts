@@ -134,7 +134,7 @@ class SpawnedProcess implements ProcessHandle {
     this.target = plan.target;
     this.release = plan.release;
     this.commit = plan.commit;
-    options.watchdog.register(pid);
+    options.watchdog.register(pid, plan.target.kind === 'unix' ? [plan.target.socketPath] : []);
     this.sampler = new GroupUsageSampler(pid);
     child.on('error', () => undefined); // only kill() failures come here after a successful spawn; we never call it
 

@@ -12,8 +12,11 @@ import type { Socket } from 'node:net';
 export interface Watchdog {
   /** The helper's pid (for tests and status); undefined if it could not be started. */
   readonly pid: number | undefined;
-  /** Kill this process group if holdfast dies before unregister(). */
-  register(pgid: number): void;
+  /**
+   * Kill this process group if holdfast dies before unregister(), then remove files (the app's
+   * socket, which a killed app cannot remove itself).
+   */
+  register(pgid: number, files?: readonly string[]): void;
   unregister(pgid: number): void;
   /** The helper exits without killing anything. Idempotent; resolves once it has exited. */
   close(): Promise<void>;
@@ -23,28 +26,41 @@ const GRACE_TENTHS = 20; // 2 s between SIGTERM and SIGKILL, checked every 0.1 s
 
 // Runs in its own session (detached), so a Ctrl-C or SIGHUP meant for holdfast's terminal
 // group does not take the watchdog down with it; it ignores those signals besides.
+// Lines: `add PGID`, `del PGID`, `file PATH` / `unfile PATH` (removed once the groups are gone:
+// a SIGKILLed app leaves its Unix socket behind), `bye`.
 export const WATCHDOG_SCRIPT = `
 trap '' INT HUP QUIT PIPE
+set -f
+nl='
+'
 groups=' '
+files=''
+finish() {
+  IFS=$nl
+  for f in $files; do rm -f -- "$f"; done
+  exit 0
+}
 while IFS= read -r line; do
   case "$line" in
     'add '*) groups="$groups\${line#add } " ;;
     'del '*) g=\${line#del }; rest=' '; for x in $groups; do [ "$x" = "$g" ] || rest="$rest$x "; done; groups=$rest ;;
+    'file '*) files="$files\${line#file }$nl" ;;
+    'unfile '*) f=\${line#unfile }; rest=''; IFS=$nl; for x in $files; do [ "$x" = "$f" ] || rest="$rest$x$nl"; done; unset IFS; files=$rest ;;
     bye) exit 0 ;;
   esac
 done
-[ "$groups" = ' ' ] && exit 0
+[ "$groups" = ' ' ] && finish
 for g in $groups; do kill -s TERM -- -$g 2>/dev/null; done
 i=0
 while [ $i -lt ${GRACE_TENTHS} ]; do
   alive=
   for g in $groups; do kill -s 0 -- -$g 2>/dev/null && alive=1; done
-  [ -z "$alive" ] && exit 0
+  [ -z "$alive" ] && finish
   sleep 0.1
   i=$((i + 1))
 done
 for g in $groups; do kill -s KILL -- -$g 2>/dev/null; done
-exit 0
+finish
 `;
 
 class ShellWatchdog implements Watchdog {
@@ -53,6 +69,8 @@ class ShellWatchdog implements Watchdog {
   private readonly exited: Promise<void>;
   private alive = true;
   private closing: Promise<void> | undefined;
+  /** Files registered per group, to take back on unregister(). */
+  private readonly files = new Map<number, readonly string[]>();
 
   constructor() {
     this.child = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT], {
@@ -79,12 +97,17 @@ class ShellWatchdog implements Watchdog {
     return this.child.pid;
   }
 
-  register(pgid: number): void {
+  register(pgid: number, files: readonly string[] = []): void {
     this.send(`add ${checkPgid(pgid)}`);
+    const kept = files.filter((f) => f !== '' && !f.includes('\n'));
+    if (kept.length > 0) this.files.set(pgid, kept);
+    for (const f of kept) this.send(`file ${f}`);
   }
 
   unregister(pgid: number): void {
     this.send(`del ${checkPgid(pgid)}`);
+    for (const f of this.files.get(pgid) ?? []) this.send(`unfile ${f}`);
+    this.files.delete(pgid);
   }
 
   close(): Promise<void> {
