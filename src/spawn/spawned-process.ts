@@ -144,24 +144,26 @@ class SpawnedProcess implements ProcessHandle {
     const channel = plan.readiness === 'hook' ? (child.stdio[CHANNEL_FD] as Socket | null) : null;
     if (channel) this.listenToHook(channel);
 
+    this.terminator = new GroupTerminator(pid, () => this.exitInfo !== undefined);
+    // Settles once the leader has exited and nothing of its group is left.
     this.exited = new Promise<ExitInfo>((resolve) => {
       child.once('exit', (code, signal) => {
         const info: ExitInfo = { code, signal };
         this.exitInfo = info;
-        signalGroup(pid, 'SIGKILL'); // whatever the leader left behind in its group goes with it
-        options.watchdog.unregister(pid);
-        if (plan.target.kind === 'unix') removeFile(plan.target.socketPath);
-        // Only now: closing the channel earlier would make the hook exit the app at once.
-        channel?.destroy();
-        // An escaped grandchild may hold the pipes open for ever; give output a moment, then let go.
-        void Promise.race([this.outputDone, delay(OUTPUT_FLUSH_MS * 2)]).then(() => {
-          child.stdout?.destroy();
-          child.stderr?.destroy();
+        void this.terminator.sweep().then(() => {
+          options.watchdog.unregister(pid);
+          if (plan.target.kind === 'unix') removeFile(plan.target.socketPath);
+          // Only now: closing the channel earlier would make the hook exit the app at once.
+          channel?.destroy();
+          // An escaped grandchild may hold the pipes open for ever; give output a moment, then let go.
+          void Promise.race([this.outputDone, delay(OUTPUT_FLUSH_MS * 2)]).then(() => {
+            child.stdout?.destroy();
+            child.stderr?.destroy();
+          });
+          resolve(info);
         });
-        resolve(info);
       });
     });
-    this.terminator = new GroupTerminator(pid, this.exited, () => this.exitInfo !== undefined);
   }
 
   eventLoopUtilization(): number | undefined {
@@ -169,7 +171,8 @@ class SpawnedProcess implements ProcessHandle {
   }
 
   terminate(graceMs: number): Promise<ExitInfo> {
-    return this.terminator.terminate(graceMs);
+    this.terminator.begin(graceMs);
+    return this.exited;
   }
 
   async sampleUsage(): Promise<UsageSample> {
@@ -215,10 +218,8 @@ class SpawnedProcess implements ProcessHandle {
       return;
     }
 
-    if (outcome !== 'exited') {
-      signalGroup(this.pid, 'SIGKILL'); // it never served anyone: no grace
-      await Promise.race([this.exited, delay(KILL_WAIT_MS)]);
-    }
+    if (outcome !== 'exited') signalGroup(this.pid, 'SIGKILL'); // it never served anyone: no grace
+    await Promise.race([this.exited, delay(KILL_WAIT_MS)]);
     await Promise.race([this.outputDone, delay(OUTPUT_FLUSH_MS)]);
     if (outcome === 'aborted') throw abortError(signal);
     throw this.spawnError(outcome === 'timeout' ? 'timeout' : 'exited', startTimeoutMs);

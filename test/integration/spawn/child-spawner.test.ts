@@ -290,6 +290,22 @@ test('terminating a process also kills what it forked into its group', TEST_TIME
   });
 });
 
+test('after the leader exits, what it forked gets the rest of the grace period to finish', TEST_TIMEOUT, async () => {
+  await withSpawner(async (fx) => {
+    const member = `process.on('SIGTERM', () => setTimeout(() => { console.log('member finished cleanly'); process.exit(0); }, 400));
+      setInterval(() => {}, 1000); console.log('member up');`;
+    const spawner = fx.spawner({ app: 'generic', appStartCommand: `node -e "${member}" & exec python3 server.py` });
+    const handle = await fx.spawn(spawner);
+    const { line } = await fx.waitForOutput(/^member up$/);
+    assert.equal(line, 'member up');
+    const started = Date.now();
+    const exit = await handle.terminate(10_000);
+    assert.deepEqual(exit, { code: null, signal: 'SIGTERM' }, 'python itself went at once');
+    assert.ok(Date.now() - started >= 350, 'terminate waited for the member');
+    await fx.waitForOutput(/^member finished cleanly$/, 2000);
+  });
+});
+
 test('when an app process dies on its own, what it forked goes too', TEST_TIMEOUT, async () => {
   await withSpawner(async (fx) => {
     const spawner = fx.spawner({ app: 'generic', appStartCommand: 'sleep 1000 & echo "forked $!"; exec python3 server.py' });
