@@ -29,7 +29,7 @@ const CREATING_GRACE_MS = 10_000;
 const SOCKET_PROBE_TIMEOUT_MS = 1_000;
 /** An instance whose admin socket is silent this long after it started is taken over by a new one. */
 const STARTING_GRACE_MS = 30_000;
-const SHORT_SOCKET_DIR_PREFIX = 'hf-';
+const SHORT_SOCKET_DIR_PREFIX = 'hf-admin-';
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** What instance.json holds. */
@@ -321,7 +321,7 @@ async function removeStale(dir: string, judged: InstanceInfo | null): Promise<vo
   if (judged === null && now !== null) return;
   await rm(dir, { recursive: true, force: true });
   const socketDir = judged ? dirname(judged.socket_path) : null;
-  // Only ever remove a short socket dir of our own making (hf-XXXXXX holding the socket).
+  // Only ever remove a short socket dir of our own making (hf-admin-XXXXXX holding the socket).
   if (socketDir && socketDir !== dir && basename(socketDir).startsWith(SHORT_SOCKET_DIR_PREFIX)) {
     await rm(socketDir, { recursive: true, force: true });
   }
@@ -382,7 +382,7 @@ async function ensureRegistry(registry: string): Promise<void> {
 }
 
 async function makeShortSocketDir(): Promise<string> {
-  const base = Buffer.byteLength(join(tmpdir(), 'hf-XXXXXX', SOCKET_FILE)) <= MAX_SOCKET_PATH_BYTES ? tmpdir() : '/tmp';
+  const base = Buffer.byteLength(join(tmpdir(), 'hf-admin-XXXXXX', SOCKET_FILE)) <= MAX_SOCKET_PATH_BYTES ? tmpdir() : '/tmp';
   const dir = await mkdtemp(join(base, SHORT_SOCKET_DIR_PREFIX)); // mkdtemp makes it 0700
   await chmod(dir, 0o700);
   return dir;
