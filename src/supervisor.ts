@@ -45,7 +45,6 @@ const USAGE_SAMPLE_INTERVAL_MS = 2000;
 const TICK_INTERVAL_MS = 500;
 /** How long in-flight requests may run on after a stop was asked for. */
 const STOP_GRACE_MS = 30_000;
-const DEFAULT_PROBATION_MS = 3000;
 
 /**
  * Starts holdfast; resolves once min_instances processes were attempted and the public port listens.
@@ -109,7 +108,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
         terminateGraceMs: TERMINATE_GRACE_MS,
         rollingRestarts: config.rollingRestarts,
         resistDeploymentErrors: config.resistDeploymentErrors,
-        probationMs: config.probationMs ?? DEFAULT_PROBATION_MS,
+        probationMs: config.probationMs,
         usageSampleIntervalMs: USAGE_SAMPLE_INTERVAL_MS,
         tickIntervalMs: TICK_INTERVAL_MS,
       },

@@ -116,6 +116,7 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     maxRequestQueueSize: value('max_request_queue_size'),
     startTimeoutMs: seconds('start_timeout'),
     drainTimeoutMs: seconds('drain_timeout'),
+    probationMs: seconds('probation_time'),
     rollingRestarts: value('rolling_restarts'),
     resistDeploymentErrors: value('resist_deployment_errors'),
     appStartCommand: value('app_start_command'),

@@ -29,6 +29,7 @@ const ARG_NAMES: Record<string, string> = {
   max_request_queue_size: 'NUMBER',
   start_timeout: 'SECONDS',
   drain_timeout: 'SECONDS',
+  probation_time: 'SECONDS',
   app_start_command: 'COMMAND',
   startup_file: 'FILE',
   envvars: 'NAME=VALUE',

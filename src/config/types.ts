@@ -35,7 +35,7 @@ export interface HoldfastConfig {
   logLevel: LogLevel;
   name: string;
   /** A process that exits this soon after becoming ready counts as a failed spawn (probation_time). */
-  probationMs?: number;
+  probationMs: number;
   /**
    * Things worth a warning at start that are not errors (e.g. resist_deployment_errors without
    * rolling_restarts, Passengerfile.json options that have no effect). Added by config/; the CLI logs
