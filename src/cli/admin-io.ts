@@ -1,6 +1,7 @@
 // What the admin commands share: the --name option and where they write.
 
 import type { Command } from 'commander';
+import { exitWithError } from './exit';
 
 export interface CommandIo {
   stdout: { write(text: string): unknown; isTTY?: boolean };
@@ -15,4 +16,15 @@ export function processIo(): CommandIo {
 
 export function addNameOption(command: Command): Command {
   return command.option('--name <name>', 'the instance to talk to (needed when several run)');
+}
+
+/** An action whose errors end the process as one `holdfast: ...` line and exit 1 (cli/exit). */
+export function oneLineErrors<A extends unknown[]>(action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await action(...args);
+    } catch (err) {
+      exitWithError(err);
+    }
+  };
 }

@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { connectAdmin } from '../admin/client';
 import type { RestartProgress } from '../core/control';
-import { addNameOption, processIo, type CommandIo } from './admin-io';
+import { addNameOption, oneLineErrors, processIo, type CommandIo } from './admin-io';
 import { renderRestartOutcome, renderRestartProgress } from './status-render';
 
 export interface RestartCommandOptions {
@@ -54,9 +54,11 @@ export function registerRestart(program: Command): void {
       .option('--rolling', 'replace processes one by one (default: the rolling_restarts setting)')
       .option('--no-rolling', 'stop all old processes first, then start new ones')
       .option('--no-wait', 'return as soon as the restart was accepted'),
-  ).action(async (opts: RestartCommandOptions) => {
-    // The outcome has been printed; only the exit code is left to say.
-    const code = await restartCommand(opts);
-    if (code !== 0) process.exitCode = code;
-  });
+  ).action(
+    oneLineErrors(async (opts: RestartCommandOptions) => {
+      // The outcome has been printed; only the exit code is left to say.
+      const code = await restartCommand(opts);
+      if (code !== 0) process.exitCode = code;
+    }),
+  );
 }

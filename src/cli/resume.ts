@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import { connectAdmin } from '../admin/client';
-import { addNameOption, processIo, type CommandIo } from './admin-io';
+import { addNameOption, oneLineErrors, processIo, type CommandIo } from './admin-io';
 
 export async function resumeCommand(opts: { name?: string }, io: CommandIo = processIo()): Promise<void> {
   const client = await connectAdmin({ name: opts.name, registryDir: io.registryDir, access: 'admin' });
@@ -18,5 +18,5 @@ export async function resumeCommand(opts: { name?: string }, io: CommandIo = pro
 export function registerResume(program: Command): void {
   addNameOption(
     program.command('resume').description('Clear the "resisting deployment error" flag without a restart.'),
-  ).action((opts: { name?: string }) => resumeCommand(opts));
+  ).action(oneLineErrors((opts: { name?: string }) => resumeCommand(opts)));
 }

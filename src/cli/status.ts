@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import { connectAdmin } from '../admin/client';
-import { addNameOption, processIo, type CommandIo } from './admin-io';
+import { addNameOption, oneLineErrors, processIo, type CommandIo } from './admin-io';
 import { renderStatus } from './status-render';
 
 export interface StatusOptions {
@@ -22,5 +22,5 @@ export function registerStatus(program: Command): void {
       .command('status')
       .description('Show the pool of a running instance: groups, processes, restarts, deployment errors.')
       .option('--json', 'print the status as JSON (fields: docs/status-json.md)'),
-  ).action((opts: StatusOptions) => statusCommand(opts));
+  ).action(oneLineErrors((opts: StatusOptions) => statusCommand(opts)));
 }

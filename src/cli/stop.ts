@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { connectAdmin } from '../admin/client';
 import { pidAlive } from '../admin/instance';
 import { HoldfastError } from '../errors';
-import { addNameOption, processIo, type CommandIo } from './admin-io';
+import { addNameOption, oneLineErrors, processIo, type CommandIo } from './admin-io';
 
 export interface StopOptions {
   name?: string;
@@ -44,5 +44,5 @@ export function registerStop(program: Command): void {
       .command('stop')
       .description('Stop a running instance cleanly and wait until it is gone.')
       .option('--timeout <seconds>', `how long to wait for it to stop (default ${DEFAULT_TIMEOUT_SECONDS})`),
-  ).action((opts: StopOptions) => stopCommand(opts));
+  ).action(oneLineErrors((opts: StopOptions) => stopCommand(opts)));
 }
