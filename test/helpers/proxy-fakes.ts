@@ -27,7 +27,7 @@ function abortError(): Error {
 }
 
 /**
- * Hands out sessions on its processes in turn (skipping avoidPid), records every acquire and
+ * Hands out sessions on its first process (skipping avoidPid), records every acquire and
  * close, and fails a test on a double close. `failWith` makes the next acquires reject;
  * `hold` makes them wait until released or aborted, like a full pool.
  */
@@ -39,7 +39,6 @@ export class FakeSessionSource implements SessionSource {
   readonly aborted: number[] = [];
   failWith: unknown[] = [];
   hold = false;
-  #next = 0;
   #open = 0;
   #held: Array<() => void> = [];
   #closeWaiters: Array<() => void> = [];
@@ -62,8 +61,7 @@ export class FakeSessionSource implements SessionSource {
     const take = (): Session => {
       const candidates = this.processes.filter((p) => p.pid !== options.avoidPid);
       if (candidates.length === 0) throw new Error('fake: no process to hand out');
-      const p = candidates[this.#next++ % candidates.length]!;
-      return this.#session(p);
+      return this.#session(candidates[0]!);
     };
     if (!this.hold) return Promise.resolve().then(take);
     return new Promise((resolve, reject) => {
