@@ -1,5 +1,7 @@
 // `holdfast start [APP_DIR]`: runs holdfast in the foreground until Ctrl-C (or `holdfast stop`).
 
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { type Command, Option } from 'commander';
 import { HoldfastError } from '../errors';
 import { loadConfig } from '../config/load';
@@ -49,10 +51,29 @@ export function registerStart(program: Command): void {
 }
 
 function openLog(config: HoldfastConfig): LogHandle {
+  if (config.logFile) {
+    // Open it once ourselves first: pino's destination spins instead of failing on a path it cannot create.
+    try {
+      makeDirs(dirname(config.logFile));
+      closeSync(openSync(config.logFile, 'a'));
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const why = e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied' : (e.code ?? e.message);
+      throw new HoldfastError('HF_CONFIG_INVALID', `log_file ${config.logFile} cannot be opened for writing (${why})`, { cause: err });
+    }
+  }
+  return createLogger({ file: config.logFile, level: config.logLevel, name: config.name });
+}
+
+/** mkdir -p, one level at a time: Node's recursive mkdirSync never returns on some paths (/proc/x). */
+function makeDirs(dir: string): void {
   try {
-    return createLogger({ file: config.logFile, level: config.logLevel, name: config.name });
+    mkdirSync(dir);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new HoldfastError('HF_CONFIG_INVALID', `log_file ${config.logFile ?? '(standard output)'} cannot be opened (${code})`, { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT' || dirname(dir) === dir) throw err;
+    makeDirs(dirname(dir));
+    mkdirSync(dir);
   }
 }
