@@ -137,7 +137,7 @@ test('start --help lists every flag with its default and exits 0', () => {
   for (const flag of [
     '--port <NUMBER>', '--address <HOST>', '--environment <NAME>', '--min-instances <NUMBER>', '--max-pool-size <NUMBER>',
     '--concurrency <NUMBER>', '--pool-idle-time <SECONDS>', '--max-requests <NUMBER>', '--memory-limit <MB>',
-    '--max-request-queue-size <NUMBER>', '--start-timeout <SECONDS>', '--drain-timeout <SECONDS>', '--rolling-restarts',
+    '--max-request-queue-size <NUMBER>', '--start-timeout <SECONDS>', '--drain-timeout <SECONDS>', '--probation-time <SECONDS>', '--rolling-restarts',
     '--no-rolling-restarts', '--resist-deployment-errors', '--no-resist-deployment-errors', '--app-start-command <COMMAND>',
     '--startup-file <FILE>', '--envvar <NAME=VALUE>', '--log-file <FILE>', '--log-level <LEVEL>', '--name <NAME>', '--config <FILE>',
   ]) {

@@ -25,6 +25,7 @@ test('with no config file and no flags, every key takes its default', () => {
     maxRequestQueueSize: 100,
     startTimeoutMs: 90_000,
     drainTimeoutMs: 30_000,
+    probationMs: 3000,
     rollingRestarts: false,
     resistDeploymentErrors: false,
     appStartCommand: undefined,
@@ -60,6 +61,7 @@ const PRECEDENCE: Array<[string, unknown, string, string, keyof ReturnType<typeo
   ['max_request_queue_size', 0, 'maxRequestQueueSize', '10', 'maxRequestQueueSize', 0, 10],
   ['start_timeout', 10, 'startTimeout', '20', 'startTimeoutMs', 10_000, 20_000],
   ['drain_timeout', 0, 'drainTimeout', '5', 'drainTimeoutMs', 0, 5_000],
+  ['probation_time', 0, 'probationTime', '7', 'probationMs', 0, 7_000],
   ['rolling_restarts', true, 'rollingRestarts', 'false', 'rollingRestarts', true, false],
   ['resist_deployment_errors', false, 'resistDeploymentErrors', 'true', 'resistDeploymentErrors', false, true],
   ['app_start_command', 'python3 app.py', 'appStartCommand', 'ruby app.rb', 'appStartCommand', 'python3 app.py', 'ruby app.rb'],
@@ -209,6 +211,7 @@ test('every integer key rejects a negative number, a fraction and a string', () 
     ['max_request_queue_size', 'max-request-queue-size', 0],
     ['start_timeout', 'start-timeout', 1],
     ['drain_timeout', 'drain-timeout', 0],
+    ['probation_time', 'probation-time', 0],
   ];
   for (const [key, flag, minimum] of integers) {
     const property = flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());

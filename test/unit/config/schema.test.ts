@@ -43,6 +43,7 @@ test('the defaults are the ones the spec promises', () => {
     max_request_queue_size: 100,
     start_timeout: 90,
     drain_timeout: 30,
+    probation_time: 3,
     rolling_restarts: false,
     resist_deployment_errors: false,
     envvars: {},
@@ -63,7 +64,7 @@ test('every flag changes the resolved config', () => {
   const base = load(dir);
   const values: Record<string, unknown> = {
     port: '1', address: '127.0.0.1', environment: 'development', minInstances: '0', maxPoolSize: '2', concurrency: '3',
-    poolIdleTime: '4', maxRequests: '5', memoryLimit: '6', maxRequestQueueSize: '7', startTimeout: '8', drainTimeout: '9',
+    poolIdleTime: '4', maxRequests: '5', memoryLimit: '6', maxRequestQueueSize: '7', startTimeout: '8', drainTimeout: '9', probationTime: '10',
     rollingRestarts: true, resistDeploymentErrors: true, startupFile: 'server.js', envvar: ['A=1'], logFile: 'x.log',
     logLevel: 'debug', name: 'other',
   };
