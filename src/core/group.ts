@@ -456,10 +456,14 @@ export class Group implements SessionSource {
     this.forget(p);
     this.observer.processDied?.(p, exit);
     this.releaseDrainWaiters(p);
-    if (young && !this.closing) {
+    // An old-generation process dying while resisting is part of the freeze, however young: put it
+    // back from its own release so the freeze does not decay. Otherwise a young death is a failed spawn.
+    const frozen = this.resistingState !== undefined && p.generation < this.generation;
+    if (this.closing) {
+      // nothing to replace
+    } else if (young && !frozen) {
       this.spawnFailed(this.probationError(p, exit), this.restartState?.generation === p.generation ? 'restart' : 'demand');
-    } else if (this.resistingState && !this.closing) {
-      // The freeze must not decay: put back what died, from its own release.
+    } else if (this.resistingState) {
       this.pendingReplacements.push(p.generation);
     }
     this.dispatch();

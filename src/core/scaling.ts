@@ -73,8 +73,9 @@ export interface IdleView {
   lastUsedAt: number;
 }
 
-/** Processes to shut down for idleness, oldest use first, never below min_instances. */
+/** Processes to shut down for idleness, oldest use first, never below min_instances; pool_idle_time 0 = never. */
 export function idleToClean(enabled: readonly IdleView[], now: number, o: Pick<ScalingOptions, 'minInstances' | 'poolIdleTimeMs'>): number[] {
+  if (o.poolIdleTimeMs <= 0) return [];
   const spare = enabled.length - o.minInstances;
   if (spare <= 0) return [];
   return enabled

@@ -419,3 +419,36 @@ test('while resisting with nothing left, one spawn at a time with back-off bring
   s.check();
   await shutdown(s);
 });
+
+test('while resisting, an old process that dies soon after it started is still replaced, not taken for a failed spawn', async () => {
+  const s = setup({ minInstances: 2, maxPoolSize: 3, rollingRestarts: true, resistDeploymentErrors: true, probationMs: 3000 });
+  await started(s); // no clock advance: the old processes are still within probation_time
+  const ticket = s.group.restart();
+  await flush();
+  s.spawner.pending[0]!.fail('exited');
+  assert.equal((await ticket.done).outcome, 'resisted');
+  s.spawner.handles[0]!.die({ code: null, signal: 'SIGKILL' });
+  await flush();
+  assert.equal(s.spawner.pending.length, 1, 'replaced');
+  assert.equal(s.spawner.pending[0]!.request.generation, 1);
+  s.spawner.pending[0]!.succeed();
+  await flush();
+  assert.equal(s.group.snapshot().processes.length, 2);
+  s.check();
+  await shutdown(s);
+});
+
+test('with min_instances 0 nothing runs until the first request, which waits for its process', async () => {
+  const s = setup({ minInstances: 0 });
+  await s.group.start();
+  assert.equal(s.spawner.pending.length, 0);
+  const first = track(s.group.acquire());
+  await flush();
+  assert.equal(s.spawner.pending.length, 1);
+  s.spawner.pending[0]!.succeed();
+  await flush();
+  assert.ok(first.session);
+  first.session!.close();
+  s.check();
+  await shutdown(s);
+});

@@ -71,6 +71,7 @@ test('idle cleaning takes the longest-idle processes and never goes below min_in
   assert.deepEqual(idleToClean(procs, now, { minInstances: 1, poolIdleTimeMs: 5000 }), [1, 2]);
   assert.deepEqual(idleToClean(procs, now, { minInstances: 3, poolIdleTimeMs: 5000 }), [1]);
   assert.deepEqual(idleToClean(procs, now, { minInstances: 4, poolIdleTimeMs: 5000 }), []);
+  assert.deepEqual(idleToClean(procs, now, { minInstances: 0, poolIdleTimeMs: 0 }), [], 'pool_idle_time 0 means never, as in Passenger');
 });
 
 test('recycling follows memory_limit and max_requests, each off at 0', () => {
