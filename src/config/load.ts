@@ -4,6 +4,7 @@
 import { accessSync, constants, lstatSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConfigError, HoldfastError } from '../errors';
+import { parseHostPort } from './host-port';
 import { JsonTextError, parseJsonText } from './json-text';
 import { configOptions, flagProperty, optionFor } from './options';
 import { passengerHint, passengerOptionNames, translatePassengerfile } from './passengerfile';
@@ -101,6 +102,10 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
 
   const logFile = merged.get('log_file');
   const seconds = (key: string): number => value<number>(key) * 1000;
+  const hostPort = (key: string) => {
+    const text = value<string | undefined>(key);
+    return text === undefined ? undefined : parseHostPort(text);
+  };
   return {
     appDir,
     configFile: file?.path,
@@ -128,6 +133,8 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
       : undefined,
     logLevel: value<LogLevel>('log_level'),
     name: value<string | undefined>('name') ?? defaultName(appDir),
+    metricsAddress: hostPort('metrics_address'),
+    statusAddress: hostPort('status_address'),
     warnings,
   };
 }

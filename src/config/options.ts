@@ -36,6 +36,8 @@ const ARG_NAMES: Record<string, string> = {
   log_file: 'FILE',
   log_level: 'LEVEL',
   name: 'NAME',
+  metrics_address: 'HOST:PORT',
+  status_address: 'HOST:PORT',
 };
 
 const SHORT_FLAGS: Record<string, string> = { port: '-p', address: '-a', environment: '-e' };

@@ -1,5 +1,7 @@
 // The resolved configuration: flags > config file > defaults, already validated.
 
+import type { HostPort } from './host-port';
+
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -36,6 +38,10 @@ export interface HoldfastConfig {
   name: string;
   /** A process that exits this soon after becoming ready counts as a failed spawn (probation_time). */
   probationMs: number;
+  /** The token-less GET /metrics listener for a scraper; undefined = none (metrics_address). */
+  metricsAddress: HostPort | undefined;
+  /** The status page listener (read-only token); undefined = none (status_address). */
+  statusAddress: HostPort | undefined;
   /**
    * Things worth a warning at start that are not errors (e.g. resist_deployment_errors without
    * rolling_restarts, Passengerfile.json options that have no effect). Added by config/; the CLI logs

@@ -34,6 +34,8 @@ test('with no config file and no flags, every key takes its default', () => {
     logFile: undefined,
     logLevel: 'info',
     name: 'shop',
+    metricsAddress: undefined,
+    statusAddress: undefined,
     warnings: [],
   });
 });
