@@ -7,7 +7,7 @@ import { AppDir, ReleasesDir, appSource } from '../helpers/apps';
 import type { Variant } from '../helpers/apps';
 import { Holdfast, get, pidAlive, waitFor } from '../helpers/holdfast';
 import { runLoad } from '../helpers/load';
-import type { LoadResult } from '../helpers/load';
+import { goodRollingDeploy, underLoad } from '../helpers/deploy';
 
 const RESIST = ['--rolling-restarts', '--resist-deployment-errors'];
 
@@ -15,37 +15,6 @@ async function stopClean(hf: Holdfast) {
   const { code, leftover } = await hf.stop();
   assert.equal(code, 0);
   assert.deepEqual(leftover, []);
-}
-
-/** Runs load for the whole of fn, then returns both results. */
-async function underLoad<T>(hf: Holdfast, connections: number, fn: () => Promise<T>): Promise<{ value: T; load: LoadResult }> {
-  const ac = new AbortController();
-  const load = runLoad({ url: hf.url('/'), connections, durationMs: 120_000, signal: ac.signal, countBodies: true });
-  await new Promise((r) => setTimeout(r, 500));
-  try {
-    const value = await fn();
-    await new Promise((r) => setTimeout(r, 500));
-    return { value, load: await (ac.abort(), load) };
-  } finally {
-    ac.abort();
-    await load;
-  }
-}
-
-export async function goodRollingDeploy(hf: Holdfast, app: AppDir, version: string): Promise<LoadResult> {
-  const before = (await hf.status()).groups[0]!.processes.map((p) => p.pid);
-  const { value: r, load } = await underLoad(hf, 16, async () => {
-    app.deploy('good', version);
-    return hf.cli(['restart', '--rolling']);
-  });
-  assert.equal(r.code, 0, r.stdout + r.stderr);
-  const after = (await hf.status()).groups[0]!.processes;
-  assert.equal(after.length, before.length);
-  assert.ok(after.every((p) => !before.includes(p.pid)), 'every process replaced');
-  assert.ok(before.every((p) => !pidAlive(p)));
-  assert.match((await get(hf.url('/'))).body, new RegExp(`version ${version}`));
-  assert.equal(load.failed, 0, load.errors.join('\n'));
-  return load;
 }
 
 test('a good rolling deploy of 3 processes under 16 connections replaces every process with 0 failed requests', async () => {
