@@ -808,7 +808,8 @@ function processSnapshot(p: AppProcess, now: number): ProcessSnapshot {
     uptime_seconds: p.readyAt ? Math.floor((now - p.readyAt) / 1000) : 0,
     cpu_percent: Math.round(p.cpuPercent * 10) / 10,
     rss_bytes: p.rssBytes,
-    last_used_at: p.lastUsedAt ? new Date(p.lastUsedAt).toISOString() : null,
+    // lastUsedAt starts at readiness (for least-recently-used ties); a process that never had a session was never used.
+    last_used_at: p.processed + p.sessions > 0 ? new Date(p.lastUsedAt).toISOString() : null,
     release: p.handle?.release ?? '',
     commit: p.handle?.commit ?? null,
   };
