@@ -1,0 +1,206 @@
+// Prometheus metrics of one holdfast (docs/operations.md lists them). The registry is this
+// instance's own, never prom-client's global default, so two supervisors in one process (tests)
+// never share or clash.
+//
+// Counters and the histogram are fed by events: the proxy's onRequestDone and the group's observer.
+// Gauges are read from one pool snapshot per scrape, so that every gauge of a scrape agrees with
+// the others (processes by state add up to the process count of the same instant).
+
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { PoolSnapshot, ProcessState, RestartKind, RestartOutcomeKind } from '../core/control';
+import type { GroupObserver, SpawnCause } from '../core/group';
+import type { SpawnErrorDetails } from '../errors';
+import type { AdminRoute } from './server';
+
+export interface RequestDoneInfo {
+  statusCode: number;
+  durationMs: number;
+  pid: number | null;
+}
+
+export interface Metrics {
+  /** `text/plain; version=0.0.4; charset=utf-8` */
+  readonly contentType: string;
+  /** The proxy's onRequestDone. */
+  requestDone(info: RequestDoneInfo): void;
+  /** `inner`, with counting added: what the supervisor gives the group as its observer. */
+  observe(app: string, inner?: GroupObserver): GroupObserver;
+  /** Requests answered since start, every status; the status page draws requests/s from it. */
+  requestsTotal(): number;
+  /** The exposition text, gauges read from a fresh snapshot. */
+  text(): Promise<string>;
+  /** GET /metrics, for the read-only token (an AdminRoute, also served by the web listeners). */
+  route(): AdminRoute;
+}
+
+export interface MetricsOptions {
+  snapshot(): PoolSnapshot;
+  version: string;
+  instance: string;
+}
+
+/** Seconds; from a quick static answer to a long poll. */
+export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+const SPAWN_CAUSES: readonly SpawnCause[] = ['start', 'demand', 'restart', 'replace', 'recovery'];
+const SPAWN_ERROR_CATEGORIES: readonly SpawnErrorDetails['category'][] = ['os', 'exited', 'timeout', 'probation'];
+const RESTART_KINDS: readonly RestartKind[] = ['plain', 'rolling'];
+const RESTART_OUTCOMES: readonly RestartOutcomeKind[] = ['succeeded', 'failed', 'resisted', 'superseded'];
+/** Zero-filled for the serving generation; a process being started is in holdfast_spawning_processes. */
+const LISTED_STATES: readonly ProcessState[] = ['enabled', 'draining'];
+
+export function createMetrics(opts: MetricsOptions): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+  let answered = 0;
+
+  // ---- fed by events ----
+  const requests = new Counter({
+    name: 'holdfast_requests_total',
+    help: 'Requests answered by the public server, by status class (499, the visitor went away, counts as 4xx).',
+    labelNames: ['status_class'] as const,
+    registers,
+  });
+  const duration = new Histogram({
+    name: 'holdfast_request_duration_seconds',
+    help: 'Time from a request arriving to the last byte of its answer, queueing included.',
+    buckets: DURATION_BUCKETS,
+    registers,
+  });
+  const spawns = new Counter({
+    name: 'holdfast_spawns_total',
+    help: 'App processes that started and became ready, by cause.',
+    labelNames: ['app', 'cause'] as const,
+    registers,
+  });
+  const spawnErrors = new Counter({
+    name: 'holdfast_spawn_errors_total',
+    help: 'App processes that could not be started, by category (os, exited, timeout, probation).',
+    labelNames: ['app', 'category'] as const,
+    registers,
+  });
+  const restarts = new Counter({
+    name: 'holdfast_restarts_total',
+    help: 'Finished restarts, by kind (plain, rolling) and outcome (succeeded, failed, resisted, superseded).',
+    labelNames: ['app', 'kind', 'outcome'] as const,
+    registers,
+  });
+  const exits = new Counter({
+    name: 'holdfast_process_exits_total',
+    help: 'App processes that ended, by reason (idle, max_requests, memory_limit, restart, shutdown, died, ...).',
+    labelNames: ['app', 'reason'] as const,
+    registers,
+  });
+  for (const status_class of STATUS_CLASSES) requests.inc({ status_class }, 0);
+
+  // ---- read from the snapshot at each scrape ----
+  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new Gauge<L>({ name, help, labelNames, registers });
+  const info = gauge('holdfast_info', 'Always 1; the labels say which holdfast this is.', ['version', 'instance']);
+  const maxPoolSize = gauge('holdfast_max_pool_size', 'Most app processes that may run at once (max_pool_size).', []);
+  const processes = gauge('holdfast_processes', 'App processes, by state and by the generation they were started from.', ['app', 'state', 'generation']);
+  const spawning = gauge('holdfast_spawning_processes', 'App processes being started now.', ['app']);
+  const queue = gauge('holdfast_requests_in_queue', 'Requests waiting for a process.', ['app']);
+  const generation = gauge('holdfast_generation', 'The generation that serves now; each restart raises it.', ['app']);
+  const resisting = gauge(
+    'holdfast_resisting_deployment_error',
+    '1 while the app resists a deployment error (the previous version serves; nothing spawns until holdfast restart or resume), else 0.',
+    ['app'],
+  );
+  const restartRunning = gauge('holdfast_restart_in_progress', '1 while a restart runs, else 0.', ['app']);
+  const restartReplaced = gauge('holdfast_restart_replaced_processes', 'Old processes the running restart has replaced so far (0 when none runs).', ['app']);
+  const restartToReplace = gauge('holdfast_restart_processes_to_replace', 'Old processes the running restart replaces in all (0 when none runs).', ['app']);
+  const perProcess = ['app', 'pid', 'generation'] as const;
+  const sessions = gauge('holdfast_process_sessions', 'Requests and upgraded connections an app process serves now.', perProcess);
+  const rss = gauge('holdfast_process_resident_memory_bytes', 'Resident memory (RSS) of an app process.', perProcess);
+  const cpu = gauge('holdfast_process_cpu_ratio', 'CPU use of an app process over the last few seconds, as a fraction of one core.', perProcess);
+  const startTime = gauge('holdfast_process_start_time_seconds', 'When an app process was started, in seconds since the Unix epoch.', perProcess);
+  const snapshotGauges = [processes, spawning, queue, generation, resisting, restartRunning, restartReplaced, restartToReplace, sessions, rss, cpu, startTime];
+
+  info.set({ version: opts.version, instance: opts.instance }, 1);
+
+  function refresh(snapshot: PoolSnapshot): void {
+    for (const g of snapshotGauges) g.reset(); // processes come and go: no series of a gone pid stays
+    maxPoolSize.set(snapshot.max_pool_size);
+    for (const group of snapshot.groups) {
+      const app = group.name;
+      for (const state of LISTED_STATES) processes.set({ app, state, generation: String(group.generation) }, 0);
+      for (const p of group.processes) {
+        const labels = { app, pid: String(p.pid), generation: String(p.generation) };
+        processes.inc({ app, state: p.state, generation: labels.generation });
+        sessions.set(labels, p.sessions);
+        rss.set(labels, p.rss_bytes);
+        cpu.set(labels, p.cpu_percent / 100);
+        const started = Date.parse(p.started_at);
+        if (Number.isFinite(started)) startTime.set(labels, started / 1000);
+      }
+      spawning.set({ app }, group.spawning);
+      queue.set({ app }, group.requests_in_queue);
+      generation.set({ app }, group.generation);
+      resisting.set({ app }, group.resisting_deployment_error ? 1 : 0);
+      restartRunning.set({ app }, group.restart ? 1 : 0);
+      restartReplaced.set({ app }, group.restart?.replaced ?? 0);
+      restartToReplace.set({ app }, group.restart?.total ?? 0);
+    }
+  }
+
+  const metrics: Metrics = {
+    contentType: registry.contentType,
+    requestDone({ statusCode, durationMs }) {
+      answered++;
+      const cls = Math.floor(statusCode / 100);
+      requests.inc({ status_class: cls >= 1 && cls <= 5 ? `${cls}xx` : '5xx' });
+      duration.observe(Math.max(0, durationMs) / 1000);
+    },
+    observe(app, inner) {
+      for (const cause of SPAWN_CAUSES) spawns.inc({ app, cause }, 0);
+      for (const category of SPAWN_ERROR_CATEGORIES) spawnErrors.inc({ app, category }, 0);
+      for (const kind of RESTART_KINDS) for (const outcome of RESTART_OUTCOMES) restarts.inc({ app, kind, outcome }, 0);
+      exits.inc({ app, reason: 'died' }, 0);
+      return {
+        ...inner,
+        spawned: (p, i) => {
+          spawns.inc({ app, cause: i.cause });
+          inner?.spawned?.(p, i);
+        },
+        spawnFailed: (e, i) => {
+          spawnErrors.inc({ app, category: e.details.category });
+          inner?.spawnFailed?.(e, i);
+        },
+        processStopped: (p, reason, exit) => {
+          exits.inc({ app, reason });
+          inner?.processStopped?.(p, reason, exit);
+        },
+        processDied: (p, exit) => {
+          exits.inc({ app, reason: 'died' });
+          inner?.processDied?.(p, exit);
+        },
+        restartFinished: (o) => {
+          restarts.inc({ app, kind: o.kind, outcome: o.outcome });
+          inner?.restartFinished?.(o);
+        },
+      };
+    },
+    requestsTotal: () => answered,
+    async text() {
+      refresh(opts.snapshot());
+      return registry.metrics();
+    },
+    route: () => ({
+      method: 'GET',
+      path: '/metrics',
+      access: 'read',
+      handle: async (ctx) => {
+        const body = await metrics.text();
+        ctx.res.writeHead(200, {
+          'content-type': metrics.contentType,
+          'content-length': Buffer.byteLength(body),
+          'cache-control': 'no-store',
+        });
+        ctx.res.end(body);
+      },
+    }),
+  };
+  return metrics;
+}
