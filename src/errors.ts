@@ -4,7 +4,7 @@
 export const ERROR_CODES = {
   HF_CONFIG_INVALID: 'the configuration (file or flags) is invalid',
   HF_APP_DIR: 'the app directory is missing or unusable',
-  HF_LISTEN: 'the public address could not be bound (in use, or not permitted)',
+  HF_LISTEN: 'an address (public, status_address or metrics_address) could not be bound (in use, or not permitted)',
   HF_SPAWN_OS: 'an app process could not be started at all (command missing, not executable)',
   HF_SPAWN_EXITED: 'an app process exited (code or signal) before it was ready',
   HF_SPAWN_TIMEOUT: 'an app process did not become ready within start_timeout',

@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAdminServer, type AdminServer } from './admin/server';
 import { createInstance, type Instance } from './admin/instance';
+import { createMetrics } from './admin/metrics';
+import { startWebListeners } from './admin/web';
 import type { HoldfastConfig } from './config/types';
 import { systemClock } from './core/clock';
 import type { Control, RestartTicket } from './core/control';
@@ -89,6 +91,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     });
 
     const pool = new Pool(config.maxPoolSize);
+    const metrics = createMetrics({ snapshot: () => pool.snapshot(), version: VERSION, instance: instance.name });
     let proxy: Proxy | undefined;
     const group = new Group(
       {
@@ -116,13 +119,13 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
         spawner,
         clock: systemClock,
         poolRoom: pool,
-        observer: groupLogger(logger.child({ app: config.name }), () => proxy),
+        observer: metrics.observe(config.name, groupLogger(logger.child({ app: config.name }), () => proxy)),
       },
     );
     pool.add(group);
     cleanups.push(() => pool.close());
 
-    proxy = createProxy({ sessions: group, environment: config.environment, logger });
+    proxy = createProxy({ sessions: group, environment: config.environment, logger, onRequestDone: (info) => metrics.requestDone(info) });
     const bound = await proxy.listen(config.port, config.address);
     const proxyRef = proxy;
     cleanups.push(() => proxyRef.close(0));
@@ -140,7 +143,11 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
       stop: () => close(),
     };
 
-    const admin: AdminServer = await startAdminServer({ instance, control, logger, version: VERSION });
+    const admin: AdminServer = await startAdminServer({ instance, control, logger, version: VERSION, routes: [metrics.route()] });
+    cleanups.push(() => admin.close());
+    const web = await startWebListeners({ statusAddress: config.statusAddress, metricsAddress: config.metricsAddress, instance, control, metrics, logger, version: VERSION });
+    cleanups.push(() => web.close());
+    if (web.statusUrl || web.metricsUrl) await instance.update({ status_url: web.statusUrl, metrics_url: web.metricsUrl });
     const stopWatching = watchRestartTxt(config.appDir, () => {
       logger.info({ app: config.name }, 'tmp/restart.txt changed: restarting');
       void control.restart({}).done;
@@ -154,7 +161,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
         for (const [sig, fn] of signalHandlers) process.off(sig, fn);
         // Visitors' requests finish while their processes drain; both are bounded.
         await Promise.all([proxyRef.close(STOP_GRACE_MS), pool.close()]);
-        await admin.close();
+        await Promise.all([admin.close(), web.close()]);
         await watchdog.close();
         await rm(socketDir, { recursive: true, force: true });
         await instance.remove();

@@ -36,18 +36,21 @@ export interface RestartOptions {
 /** Finds the instance (findInstance) and reads the token for the access asked. */
 export async function connectAdmin(opts: ConnectOptions): Promise<AdminClient> {
   const instance = await findInstance(opts.name, opts.registryDir);
-  const file = join(instance.dir, opts.access === 'admin' ? ADMIN_TOKEN_FILE : READ_TOKEN_FILE);
-  let token: string;
+  return new AdminClient(instance, await readToken(instance, opts.access), opts.timeoutMs ?? 30_000);
+}
+
+/** The instance's token for this access, from its instance dir (only its user may read it). */
+export async function readToken(instance: InstanceRecord, access: Access): Promise<string> {
+  const file = join(instance.dir, access === 'admin' ? ADMIN_TOKEN_FILE : READ_TOKEN_FILE);
   try {
-    token = (await readFile(file, 'utf8')).trim();
+    return (await readFile(file, 'utf8')).trim();
   } catch (err) {
     throw new HoldfastError(
       'HF_ADMIN_UNAUTHORIZED',
-      `cannot read the ${opts.access} token of instance "${instance.name}" (${file}): ${messageOf(err)}; run as the user that started it`,
+      `cannot read the ${access} token of instance "${instance.name}" (${file}): ${messageOf(err)}; run as the user that started it`,
       { cause: err },
     );
   }
-  return new AdminClient(instance, token, opts.timeoutMs ?? 30_000);
 }
 
 export class AdminClient {

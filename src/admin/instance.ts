@@ -42,6 +42,10 @@ export interface InstanceInfo {
   version: string;
   started_at: string;
   socket_path: string;
+  /** The status page (status_address), port resolved; null or absent when there is none. */
+  status_url?: string | null;
+  /** The token-less metrics listener (metrics_address); null or absent when there is none. */
+  metrics_url?: string | null;
 }
 
 /** A live instance as the CLI finds it. */
@@ -60,7 +64,7 @@ export interface Instance {
   /** What instance.json says right now. */
   readonly info: Readonly<InstanceInfo>;
   /** Rewrites instance.json (atomically), e.g. with the port once the public socket is bound. */
-  update(partial: Partial<Pick<InstanceInfo, 'address' | 'port' | 'app_root'>>): Promise<void>;
+  update(partial: Partial<Pick<InstanceInfo, 'address' | 'port' | 'app_root' | 'status_url' | 'metrics_url'>>): Promise<void>;
   /** Removes the dir (and the short socket dir, if any). Idempotent. Close the admin server first. */
   remove(): Promise<void>;
 }
@@ -267,11 +271,13 @@ class OwnInstance implements Instance {
     return this.current;
   }
 
-  async update(partial: Partial<Pick<InstanceInfo, 'address' | 'port' | 'app_root'>>): Promise<void> {
+  async update(partial: Partial<Pick<InstanceInfo, 'address' | 'port' | 'app_root' | 'status_url' | 'metrics_url'>>): Promise<void> {
     const next: InstanceInfo = { ...this.current };
     if (partial.address !== undefined) next.address = partial.address;
     if (partial.port !== undefined) next.port = partial.port;
     if (partial.app_root !== undefined) next.app_root = partial.app_root;
+    if (partial.status_url !== undefined) next.status_url = partial.status_url;
+    if (partial.metrics_url !== undefined) next.metrics_url = partial.metrics_url;
     await writeInfo(this.dir, next);
     this.current = next;
   }
