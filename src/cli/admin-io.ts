@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { exitWithError } from './exit';
 
 export interface CommandIo {
-  stdout: { write(text: string): unknown; isTTY?: boolean };
+  /** rows and columns: the terminal's size, where it is one (status --watch fits its picture to it). */
+  stdout: { write(text: string): unknown; isTTY?: boolean; rows?: number; columns?: number };
   stderr: { write(text: string): unknown };
   /** Default: HOLDFAST_INSTANCE_REGISTRY_DIR or the system temp dir. */
   registryDir?: string;
