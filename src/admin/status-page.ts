@@ -58,6 +58,7 @@ tr.old td { color: var(--muted); }
 .state-draining { background: #fff1d6; color: var(--warn); }
 .state-spawning { background: #e3ebfb; color: var(--accent); }
 .spawn-error { color: var(--bad); margin: 0 0 10px; }
+body.stale #groups { opacity: .45; }
 `;
 
 const SCRIPT = `
@@ -241,6 +242,7 @@ const SCRIPT = `
     conn.textContent = state === 'live' ? 'live' : 'not live';
     notice.textContent = text;
     notice.hidden = text === '';
+    document.body.classList.toggle('stale', state !== 'live'); // what is shown is the last thing known
   }
 
   function poll() {
