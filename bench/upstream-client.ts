@@ -3,7 +3,7 @@
 // autocannon load on 127.0.0.1. Runs are interleaved (a, b, c, a, b, c, ...) so that the noise of a
 // shared machine falls on every candidate alike.
 //
-//   node dist/bench/upstream-client.js [rounds=3] [seconds=4] [connections=32]
+//   node dist/bench/upstream-client.js [rounds=3] [seconds=4] [connections=32] [variants=all, comma-separated]
 //
 // Roles: the main process runs autocannon; one child is the upstream; one child per run is the proxy.
 
@@ -15,12 +15,16 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
+import { createProxy } from '../src/proxy/server';
+import { silentLogger } from '../src/log/logger';
 
-type Variant = 'http-agent' | 'undici-stream' | 'undici-dispatch';
-const VARIANTS: readonly Variant[] = ['http-agent', 'undici-stream', 'undici-dispatch'];
+// 'holdfast' is the real proxy (src/proxy/server.ts) built on the winner, to show what the rest of
+// its work (headers, request id, sessions) costs on top of the bare client.
+type Variant = 'http-agent' | 'undici-stream' | 'undici-dispatch' | 'holdfast';
+const ALL_VARIANTS: readonly Variant[] = ['http-agent', 'undici-stream', 'undici-dispatch', 'holdfast'];
 
 interface AutocannonResult {
-  requests: { average: number };
+  requests: { average: number; total: number };
   latency: { p99: number; average: number };
   errors: number;
   non2xx: number;
@@ -133,11 +137,32 @@ function makeHandler(variant: Variant, socketPath: string): http.RequestListener
 }
 
 function runProxy(variant: Variant, socketPath: string): void {
+  // CPU time is the steadier measure on a shared machine: the parent asks for it around a run.
+  process.on('message', () => {
+    const { user, system } = process.cpuUsage();
+    process.send!({ cpuMicros: user + system });
+  });
+  if (variant === 'holdfast') {
+    const target = { kind: 'unix' as const, socketPath };
+    const proxy = createProxy({
+      sessions: { acquire: () => Promise.resolve({ pid: 1, generation: 1, target, close: () => undefined }) },
+      environment: 'production',
+      logger: silentLogger(),
+    });
+    void proxy.listen(0, '127.0.0.1').then(({ port }) => process.send!({ port }));
+    return;
+  }
   const server = http.createServer(makeHandler(variant, socketPath));
   server.listen(0, '127.0.0.1', () => {
     const address = server.address();
     if (address && typeof address === 'object') process.send!({ port: address.port });
   });
+}
+
+async function cpuMicros(child: ChildProcess): Promise<number> {
+  const reply = once(child, 'message') as Promise<[{ cpuMicros: number }]>;
+  child.send('cpu');
+  return (await reply)[0].cpuMicros;
 }
 
 async function startChild(args: string[]): Promise<{ child: ChildProcess; message: { port?: number } }> {
@@ -157,11 +182,12 @@ async function main(): Promise<void> {
   const rounds = Number(process.argv[2] ?? 3);
   const seconds = Number(process.argv[3] ?? 4);
   const connections = Number(process.argv[4] ?? 32);
+  const VARIANTS = process.argv[5] ? (process.argv[5].split(',') as Variant[]) : ALL_VARIANTS;
   const autocannon = require('autocannon') as Autocannon;
   const dir = mkdtempSync(join(tmpdir(), 'holdfast-bench-'));
   const socketPath = join(dir, 'upstream.sock');
   const upstream = await startChild(['upstream', socketPath]);
-  const results = new Map<string, { rps: number[]; p99: number[] }>();
+  const results = new Map<string, { rps: number[]; p99: number[]; cpuPerRequest: number[] }>();
   try {
     const direct = await autocannon({ url: 'http://localhost/', socketPath, connections, duration: seconds });
     console.log(`direct (no proxy, autocannon -> unix socket): ${Math.round(direct.requests.average)} req/s, p99 ${direct.latency.p99} ms`);
@@ -173,13 +199,17 @@ async function main(): Promise<void> {
         try {
           const url = `http://127.0.0.1:${proxy.message.port}/`;
           await autocannon({ url, connections, duration: 1 }); // warm-up: JIT and keep-alive sockets
+          const cpuBefore = await cpuMicros(proxy.child);
           const r = await autocannon({ url, connections, duration: seconds });
-          const entry = results.get(variant) ?? { rps: [], p99: [] };
+          const cpuPerRequest = (await cpuMicros(proxy.child)) - cpuBefore;
+          const entry = results.get(variant) ?? { rps: [], p99: [], cpuPerRequest: [] };
           entry.rps.push(r.requests.average);
           entry.p99.push(r.latency.p99);
+          entry.cpuPerRequest.push(cpuPerRequest / Math.max(1, r.requests.total));
           results.set(variant, entry);
           console.log(
-            `round ${round} ${variant.padEnd(16)} ${Math.round(r.requests.average)} req/s  p99 ${r.latency.p99} ms  errors ${r.errors} non2xx ${r.non2xx}`,
+            `round ${round} ${variant.padEnd(16)} ${Math.round(r.requests.average)} req/s  p99 ${r.latency.p99} ms  ` +
+              `proxy CPU ${entry.cpuPerRequest.at(-1)!.toFixed(1)} us/req  errors ${r.errors} non2xx ${r.non2xx}`,
           );
         } finally {
           await stopChild(proxy.child);
@@ -190,10 +220,25 @@ async function main(): Promise<void> {
     await stopChild(upstream.child);
     rmSync(dir, { recursive: true, force: true });
   }
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const median = (xs: number[]): number => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    const mid = Math.floor(sorted.length / 2);
+    return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  };
+  // Runs of one round are close in time and share the machine's mood; their ratio to the first
+  // candidate's run of the same round is steadier than the raw numbers.
+  const baseName = VARIANTS[0]!;
+  const base = results.get(baseName)!.rps;
   console.log(`\nmedian of ${rounds} runs, ${seconds}s each, ${connections} connections:`);
-  for (const [variant, { rps, p99 }] of results) {
-    console.log(`${variant.padEnd(16)} ${Math.round(median(rps))} req/s  p99 ${median(p99)} ms`);
+  for (const variant of VARIANTS) {
+    const { rps, p99, cpuPerRequest } = results.get(variant)!;
+    const ratios = rps.map((r, i) => r / base[i]!);
+    const geomean = Math.exp(ratios.reduce((sum, x) => sum + Math.log(x), 0) / ratios.length);
+    console.log(
+      `${variant.padEnd(16)} ${String(Math.round(median(rps))).padStart(6)} req/s  p99 ${median(p99)} ms  ` +
+        `proxy CPU ${median(cpuPerRequest).toFixed(1)} us/req  ` +
+        `x${geomean.toFixed(2)} of ${baseName} (geometric mean of per-round ratios)`,
+    );
   }
 }
 
