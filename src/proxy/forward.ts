@@ -17,6 +17,10 @@ export type AttemptOutcome =
   | { kind: 'visitor-gone' };
 
 // The process refused or reset the connection, or its socket is gone: most likely it is dead.
+// Two live cases look the same and are reported alike (the pool checks the process anyway): an
+// idle keep-alive socket the app closed just as a request was written to it (rare: our idle
+// timeout is below the app's, and Node apps announce theirs), and an app that answered early and
+// closed while the request body was still being sent (a 413 to a big upload) without reading it.
 const UNREACHABLE_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',

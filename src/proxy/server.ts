@@ -31,7 +31,10 @@ export interface ProxyOptions {
   keepAliveTimeoutMs?: number;
   /** Idle keep-alive sockets to app processes. */
   upstreamIdleTimeoutMs?: number;
-  /** For metrics. statusCode 499: the visitor went away before an answer was sent. */
+  /**
+   * For metrics; once per request, when its answer is over. statusCode 499: the visitor went away
+   * before an answer was sent. An upgrade reports 101 when its upgraded connection ends.
+   */
   onRequestDone?(info: { statusCode: number; durationMs: number; pid: number | null }): void;
 }
 
@@ -186,6 +189,9 @@ export function createProxy(options: ProxyOptions): Proxy {
       switch (outcome.kind) {
         case 'done':
           session.close();
+          // The app answered before reading the whole body (a 413, say): read the rest and drop it,
+          // as Node does, so that the visitor is not cut off before it can read the answer.
+          if (!req.complete) req.resume();
           return;
         case 'visitor-gone':
           session.close();
