@@ -97,7 +97,8 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   // ---- read from the snapshot at each scrape ----
   const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
     new Gauge<L>({ name, help, labelNames, registers });
-  const info = gauge('holdfast_info', 'Always 1; the labels say which holdfast this is.', ['version', 'instance']);
+  // Not "instance": Prometheus gives every scraped series an instance label of its own (the target).
+  const info = gauge('holdfast_info', 'Always 1; the labels say which holdfast this is (name: --name).', ['version', 'name']);
   const maxPoolSize = gauge('holdfast_max_pool_size', 'Most app processes that may run at once (max_pool_size).', []);
   const processes = gauge('holdfast_processes', 'App processes, by state and by the generation they were started from.', ['app', 'state', 'generation']);
   const spawning = gauge('holdfast_spawning_processes', 'App processes being started now.', ['app']);
@@ -118,7 +119,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   const startTime = gauge('holdfast_process_start_time_seconds', 'When an app process was started, in seconds since the Unix epoch.', perProcess);
   const snapshotGauges = [processes, spawning, queue, generation, resisting, restartRunning, restartReplaced, restartToReplace, sessions, rss, cpu, startTime];
 
-  info.set({ version: opts.version, instance: opts.instance }, 1);
+  info.set({ version: opts.version, name: opts.instance }, 1);
 
   function refresh(snapshot: PoolSnapshot): void {
     for (const g of snapshotGauges) g.reset(); // processes come and go: no series of a gone pid stays

@@ -85,7 +85,7 @@ test('reads gauges from one snapshot per scrape: processes by state and generati
   assert.equal(valueOf(m, 'holdfast_process_cpu_ratio', { app, pid: '4201', generation: '4' }), 0.024);
   assert.equal(valueOf(m, 'holdfast_process_start_time_seconds', { app, pid: '4201', generation: '4' }), Date.parse('2026-03-01T10:57:55.000Z') / 1000);
   assert.equal(valueOf(m, 'holdfast_max_pool_size'), 6);
-  assert.equal(valueOf(m, 'holdfast_info', { version: '0.1.0', instance: 'shop' }), 1);
+  assert.equal(valueOf(m, 'holdfast_info', { version: '0.1.0', name: 'shop' }), 1);
 
   // The next scrape sees the next snapshot; series of processes that are gone are gone.
   snapshot = poolSnapshot([groupSnapshot({ processes: [processSnapshot({ pid: 4301, generation: 4 })], generation: 4 })]);
