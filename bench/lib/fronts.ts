@@ -1,0 +1,259 @@
+// The three ways the benchmark serves one app: directly (one Node process), behind holdfast
+// (2 processes), and behind nginx (2 direct Node processes as a keep-alive upstream).
+
+import { execFile, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CpuParties } from './cpu';
+import { which } from './load';
+import { alive, APPS_DIR, CLI, freePort, readLines, REPO_ROOT, type Resources, sleep, waitForHttp } from './processes';
+
+export type FrontName = 'direct' | 'holdfast' | 'nginx';
+
+export interface Front {
+  readonly name: FrontName;
+  readonly label: string;
+  readonly port: number;
+  url(path?: string): string;
+  /** Whose CPU counts as the front's and as the apps', for CpuMeter. */
+  cpuParties(): CpuParties;
+  stop(): Promise<void>;
+}
+
+const START_TIMEOUT_MS = 60_000;
+
+function urlOf(port: number, path = '/'): string {
+  return `http://127.0.0.1:${port}${path}`;
+}
+
+async function startNodeApp(resources: Resources, app: string): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const child = resources.spawn(process.execPath, [join(APPS_DIR, app, 'app.js')], {
+    env: { ...process.env, PORT: String(port), NODE_ENV: 'production' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  await waitForHttp(urlOf(port), START_TIMEOUT_MS, child);
+  return { child, port };
+}
+
+export async function startDirect(resources: Resources, app: string): Promise<Front> {
+  const { child, port } = await startNodeApp(resources, app);
+  return {
+    name: 'direct',
+    label: 'direct, 1 process',
+    port,
+    url: (p) => urlOf(port, p),
+    cpuParties: () => ({ front: [], apps: [child.pid!] }),
+    stop: () => resources.stop(child),
+  };
+}
+
+// ---- holdfast ----
+
+export interface HoldfastFront extends Front {
+  readonly pid: number;
+  readonly version: string;
+  readonly appPids: readonly number[];
+  /** Log lines holdfast has written so far (it should write none per request). */
+  logLines(): number;
+  status(): Promise<HoldfastStatus>;
+  /** SIGTERM (a clean stop: app processes go, a --cpu-prof profile is written); bounded. */
+  stop(): Promise<void>;
+}
+
+export interface HoldfastStatus {
+  groups: Array<{ processes: Array<{ pid: number; state: string; processed: number; rss_bytes: number }> }>;
+}
+
+export async function startHoldfast(
+  resources: Resources,
+  app: string,
+  options: { nodeArgs?: string[]; instances?: number } = {},
+): Promise<HoldfastFront> {
+  const instances = options.instances ?? 2;
+  const registryDir = resources.tempDir('hf-bench-reg-');
+  const name = `bench-${app}-${process.pid}`;
+  const env = { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registryDir };
+  // Log level info: holdfast logs lifecycle events at info and nothing per request, so this costs
+  // nothing under load (the bench counts the lines written during the runs to keep that true), and
+  // it is how the bench learns the port and sees both app processes ready.
+  const args = [
+    ...(options.nodeArgs ?? []),
+    CLI,
+    'start',
+    join(APPS_DIR, app),
+    '--port', '0',
+    '--address', '127.0.0.1',
+    '--min-instances', String(instances),
+    '--max-pool-size', String(instances),
+    '--environment', 'production',
+    '--log-level', 'info',
+    '--name', name,
+  ];
+  const child = resources.spawn(process.execPath, args, { env, cwd: REPO_ROOT });
+  let port = 0;
+  let version = 'unknown';
+  let lines = 0;
+  let spawnError: string | undefined;
+  const appPids: number[] = [];
+  const { tail } = readLines(child, (raw) => {
+    lines++;
+    let line: { msg?: string; port?: unknown; app_pid?: unknown; version?: unknown };
+    try {
+      line = JSON.parse(raw) as typeof line;
+    } catch {
+      return;
+    }
+    const msg = String(line.msg ?? '');
+    if (typeof line.port === 'number' && msg.includes('serving')) {
+      port = line.port;
+      if (typeof line.version === 'string') version = line.version;
+    }
+    if (typeof line.app_pid === 'number' && / ready/.test(msg)) appPids.push(line.app_pid);
+    if (/spawn error/.test(msg)) spawnError = msg;
+  });
+
+  const stop = async () => {
+    await resources.stop(child, 'SIGTERM', 40_000);
+    resources.removeDir(registryDir);
+  };
+
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (port === 0 || appPids.length < instances) {
+    if (!alive(child) || spawnError || Date.now() > deadline) {
+      await stop();
+      const why = spawnError ?? (alive(child) ? `not ready within ${START_TIMEOUT_MS} ms` : `exited with ${child.exitCode ?? child.signalCode}`);
+      throw new Error(`holdfast did not start (${why}):\n${tail.join('\n')}`);
+    }
+    await sleep(50);
+  }
+  await waitForHttp(urlOf(port), START_TIMEOUT_MS, child);
+
+  return {
+    name: 'holdfast',
+    label: `holdfast ${version}, ${instances} processes`,
+    port,
+    pid: child.pid!,
+    version,
+    appPids,
+    url: (p) => urlOf(port, p),
+    cpuParties: () => ({ front: [child.pid!], apps: appPids }),
+    logLines: () => lines,
+    status: () =>
+      new Promise((resolve, reject) => {
+        execFile(process.execPath, [CLI, 'status', '--json', '--name', name], { env, timeout: 20_000 }, (err, stdout) => {
+          if (err) reject(err);
+          else resolve(JSON.parse(stdout) as HoldfastStatus);
+        });
+      }),
+    stop,
+  };
+}
+
+// ---- nginx ----
+
+export interface NginxBinary {
+  path: string;
+  version: string;
+  /** Where it came from, for the output. */
+  source: string;
+}
+
+const NGINX_CACHE = join(REPO_ROOT, 'node_modules', '.cache', 'holdfast-bench', 'nginx');
+
+function nginxVersion(path: string): string | undefined {
+  const r = spawnSync(path, ['-v'], { encoding: 'utf8', timeout: 10_000 });
+  return r.status === 0 ? /nginx\/(\S+)/.exec(`${r.stderr}${r.stdout}`)?.[1] : undefined;
+}
+
+/**
+ * The nginx to compare with: BENCH_NGINX=off skips it, BENCH_NGINX=/path picks a binary; else the
+ * system's, else Debian's package fetched with `apt-get download` and unpacked into
+ * node_modules/.cache. Unpacked, not installed: `apt-get install nginx` would also start a
+ * system-wide nginx on port 80, and this benchmark puts load on 127.0.0.1 only, for a bounded time.
+ */
+export function findNginx(log: (line: string) => void): NginxBinary | { skipped: string } {
+  const wanted = process.env.BENCH_NGINX;
+  if (wanted === 'off' || wanted === '0' || wanted === 'false') return { skipped: 'BENCH_NGINX=off' };
+  const candidates: Array<[string | undefined, string]> = wanted
+    ? [[wanted, 'BENCH_NGINX']]
+    : [
+        [which('nginx'), 'system'],
+        [join(NGINX_CACHE, 'usr', 'sbin', 'nginx'), 'Debian package unpacked in node_modules/.cache'],
+      ];
+  for (const [path, source] of candidates) {
+    const version = path && existsSync(path) ? nginxVersion(path) : undefined;
+    if (path && version) return { path, version, source };
+  }
+  if (wanted) return { skipped: `BENCH_NGINX=${wanted} is not a working nginx binary` };
+  if (!which('apt-get') || !which('dpkg-deb')) return { skipped: 'nginx is not installed and this is not a Debian-like system' };
+
+  log('nginx is not installed: fetching the Debian package with apt-get download (unpacked, not installed) ...');
+  mkdirSync(NGINX_CACHE, { recursive: true });
+  const download = () => spawnSync('apt-get', ['download', 'nginx'], { cwd: NGINX_CACHE, stdio: 'ignore', timeout: 300_000 }).status === 0;
+  if (!download()) {
+    // The package lists may be empty (a fresh container): update them, which needs root.
+    const root = typeof process.getuid === 'function' && process.getuid() === 0;
+    const updated = root && spawnSync('apt-get', ['update'], { stdio: 'ignore', timeout: 300_000 }).status === 0;
+    if (!updated || !download()) return { skipped: 'nginx is not installed and apt-get could not download it' };
+  }
+  const deb = readdirSync(NGINX_CACHE).find((f) => /^nginx_.*\.deb$/.test(f));
+  if (!deb || spawnSync('dpkg-deb', ['-x', deb, '.'], { cwd: NGINX_CACHE, stdio: 'ignore', timeout: 60_000 }).status !== 0) {
+    return { skipped: 'the downloaded nginx package could not be unpacked' };
+  }
+  const path = join(NGINX_CACHE, 'usr', 'sbin', 'nginx');
+  const version = nginxVersion(path);
+  return version ? { path, version, source: 'Debian package unpacked in node_modules/.cache' } : { skipped: 'the unpacked nginx does not run (missing libraries?)' };
+}
+
+export async function startNginx(resources: Resources, nginx: NginxBinary, app: string): Promise<Front> {
+  const upstreams = [await startNodeApp(resources, app), await startNodeApp(resources, app)];
+  const dir = resources.tempDir('hf-bench-nginx-');
+  const port = await freePort();
+  const workers = Number(process.env.BENCH_NGINX_WORKERS) || 1;
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  const conf = `# generated by bench/lib/fronts.ts
+daemon off;
+master_process on;
+worker_processes ${workers};
+${root ? 'user root;' : ''}
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream app {
+${upstreams.map((u) => `    server 127.0.0.1:${u.port};`).join('\n')}
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+  writeFileSync(join(dir, 'nginx.conf'), conf);
+  const child = resources.spawn(nginx.path, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitForHttp(urlOf(port), START_TIMEOUT_MS, child);
+  return {
+    name: 'nginx',
+    label: `nginx ${nginx.version}, keep-alive upstream`,
+    port,
+    url: (p) => urlOf(port, p),
+    cpuParties: () => ({ front: [child.pid!], apps: upstreams.map((u) => u.child.pid!) }),
+    stop: async () => {
+      await resources.stop(child, 'SIGTERM');
+      await Promise.all(upstreams.map((u) => resources.stop(u.child)));
+      resources.removeDir(dir);
+    },
+  };
+}
