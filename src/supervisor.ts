@@ -125,7 +125,13 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     pool.add(group);
     cleanups.push(() => pool.close());
 
-    proxy = createProxy({ sessions: group, environment: config.environment, logger, onRequestDone: (info) => metrics.requestDone(info) });
+    proxy = createProxy({
+      sessions: group,
+      environment: config.environment,
+      logger,
+      onRequestDone: (info) => metrics.requestDone(info),
+      ...(config.readinessPath ? { readiness: { path: config.readinessPath, ready: () => group.list().some((p) => p.state === 'enabled') } } : {}),
+    });
     const bound = await proxy.listen(config.port, config.address);
     const proxyRef = proxy;
     cleanups.push(() => proxyRef.close(0));

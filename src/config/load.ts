@@ -135,6 +135,7 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     name: value<string | undefined>('name') ?? defaultName(appDir),
     metricsAddress: hostPort('metrics_address'),
     statusAddress: hostPort('status_address'),
+    readinessPath: value('readiness_path'),
     warnings,
   };
 }

@@ -38,6 +38,7 @@ const ARG_NAMES: Record<string, string> = {
   name: 'NAME',
   metrics_address: 'HOST:PORT',
   status_address: 'HOST:PORT',
+  readiness_path: 'PATH',
 };
 
 const SHORT_FLAGS: Record<string, string> = { port: '-p', address: '-a', environment: '-e' };

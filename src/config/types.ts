@@ -42,6 +42,8 @@ export interface HoldfastConfig {
   metricsAddress: HostPort | undefined;
   /** The status page listener (read-only token); undefined = none (status_address). */
   statusAddress: HostPort | undefined;
+  /** Path on the public port answering 200 while a process can serve, 503 otherwise; undefined = off. */
+  readinessPath: string | undefined;
   /**
    * Things worth a warning at start that are not errors (e.g. resist_deployment_errors without
    * rolling_restarts, Passengerfile.json options that have no effect). Added by config/; the CLI logs

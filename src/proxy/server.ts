@@ -36,6 +36,8 @@ export interface ProxyOptions {
    * before an answer was sent. An upgrade reports 101 when its upgraded connection ends.
    */
   onRequestDone?(info: { statusCode: number; durationMs: number; pid: number | null }): void;
+  /** A path answered by holdfast itself: 200 while ready() and not stopping, else 503 (load balancers, Kubernetes). */
+  readiness?: { path: string; ready(): boolean };
 }
 
 export interface Proxy {
@@ -263,7 +265,25 @@ export function createProxy(options: ProxyOptions): Proxy {
     return connection;
   };
 
+  const readiness = options.readiness;
+  const answerReadiness = (req: IncomingMessage, res: ServerResponse): void => {
+    const ready = !closingStarted && readiness!.ready();
+    const body = ready ? 'ready\n' : 'not ready\n';
+    res.writeHead(ready ? 200 : 503, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+      ...(closingStarted ? { connection: 'close' } : {}),
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  };
+
   const onRequest = (req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void => {
+    if (readiness && req.url === readiness.path && (req.method === 'GET' || req.method === 'HEAD')) {
+      req.resume();
+      answerReadiness(req, res);
+      return;
+    }
     begin();
     const connection = connectionOf(req.socket);
     const ex: Exchange = {

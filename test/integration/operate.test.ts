@@ -160,3 +160,23 @@ test('two instances with different names run at once; --name reaches each and st
     rmSync(registryDir, { recursive: true, force: true });
   }
 });
+
+test('the readiness path answers 200 while a process can serve, 503 when none can, and is never forwarded to the app', async () => {
+  const app = new AppDir('good', 'v1');
+  const hf = await Holdfast.start(app.dir, ['--readiness-path', '/_holdfast/ready']);
+  try {
+    const ok = await get(hf.url('/_holdfast/ready'));
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body, 'ready\n');
+    assert.match((await get(hf.url('/other'))).body, /version v1/, 'other paths go to the app');
+    // A plain restart into a broken version leaves nothing that can serve.
+    app.deploy('exit-at-start', 'v2');
+    assert.notEqual((await hf.cli(['restart'])).code, 0);
+    const down = await get(hf.url('/_holdfast/ready'));
+    assert.equal(down.status, 503);
+    assert.equal(down.body, 'not ready\n');
+  } finally {
+    await stopClean(hf);
+    app.remove();
+  }
+});

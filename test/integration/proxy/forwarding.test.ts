@@ -362,3 +362,34 @@ test('listen reports an address in use as one HF_LISTEN line naming it', async (
     await rig.close();
   }
 });
+
+test('the readiness path is answered by the proxy itself: 200 while ready, 503 when not, and refused once stopping', async () => {
+  let ready = true;
+  let held: (() => void) | null = null;
+  const rig = await startRig({
+    upstreams: [(req, res) => (req.url === '/hold' ? (held = () => res.end('held')) : res.end('app'))],
+    readiness: { path: '/_ready', ready: () => ready },
+  });
+  try {
+    const ok = await request(rig.port, { path: '/_ready' });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.toString(), 'ready\n');
+    assert.equal(rig.sessions.closed.length, 0, 'no session was taken: the app never saw it');
+    assert.equal((await request(rig.port, { path: '/_ready?x=1' })).body.toString(), 'app', 'only the exact path');
+    ready = false;
+    const down = await request(rig.port, { path: '/_ready' });
+    assert.equal(down.status, 503);
+    assert.equal(down.body.toString(), 'not ready\n');
+    ready = true;
+    // Stopping: in-flight requests finish, but a load balancer's probe finds the port closed.
+    const inflight = request(rig.port, { path: '/hold' });
+    await eventually(() => held !== null, 2_000, 'the app to hold a request');
+    const closing = rig.proxy.close(5_000);
+    await assert.rejects(request(rig.port, { path: '/_ready' }), /ECONNREFUSED/);
+    held!();
+    assert.equal((await inflight).body.toString(), 'held');
+    await closing;
+  } finally {
+    await rig.close();
+  }
+});
