@@ -36,6 +36,7 @@ test('with no config file and no flags, every key takes its default', () => {
     name: 'shop',
     metricsAddress: undefined,
     statusAddress: undefined,
+    readinessPath: undefined,
     warnings: [],
   });
 });
@@ -378,4 +379,11 @@ test('a flag loadConfig does not know is a bug, not a user error', () => {
 test('the name of an app dir at the root of the file system falls back to "app"', () => {
   assert.equal(basename('/'), '');
   assert.equal(loadConfig({ appDir: '/', flags: {}, cwd: '/' }).name, 'app');
+});
+
+test('readiness_path must be an absolute path without a query', () => {
+  const dir = makeAppDir();
+  assert.equal(load(dir, { readinessPath: '/_holdfast/ready' }).readinessPath, '/_holdfast/ready');
+  assert.throws(() => load(dir, { readinessPath: 'ready' }), /--readiness-path must be an absolute path/);
+  assert.throws(() => load(dir, { readinessPath: '/ready?x=1' }), /--readiness-path must be an absolute path/);
 });

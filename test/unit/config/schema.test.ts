@@ -19,7 +19,7 @@ test('the schema that ships in the package is valid draft 2020-12 and forbids un
 });
 
 test('every key has a type, a description, and a default unless it has none by nature', () => {
-  const noDefault = ['app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address'];
+  const noDefault = ['app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path'];
   for (const key of settingKeys()) {
     const p = propertySchema(key);
     assert.ok(p.type, `${key} has no type`);
@@ -66,7 +66,7 @@ test('every flag changes the resolved config', () => {
     port: '1', address: '127.0.0.1', environment: 'development', minInstances: '0', maxPoolSize: '2', concurrency: '3',
     poolIdleTime: '4', maxRequests: '5', memoryLimit: '6', maxRequestQueueSize: '7', startTimeout: '8', drainTimeout: '9', probationTime: '10',
     rollingRestarts: true, resistDeploymentErrors: true, startupFile: 'server.js', envvar: ['A=1'], logFile: 'x.log',
-    logLevel: 'debug', name: 'other', metricsAddress: '127.0.0.1:9464', statusAddress: '127.0.0.1:9465',
+    logLevel: 'debug', name: 'other', metricsAddress: '127.0.0.1:9464', statusAddress: '127.0.0.1:9465', readinessPath: '/_ready',
   };
   for (const option of configOptions().filter((o) => o.key !== 'app_start_command')) {
     const property = flagProperty(option.flag);
