@@ -97,11 +97,13 @@ export async function runRestart(host: RestartHost, o: RestartRunOptions): Promi
     }
     const death = await host.probation(fresh);
     if (death) return failed(death);
-    if (o.signal.aborted) return ended('superseded');
+    // The new process took its old one's place: retire that one even if this restart was superseded
+    // meanwhile, or the next restart would find one process too many and keep it.
     if (!retireFirst) {
       const stillOld = host.oldProcesses(o.generation);
       if (stillOld.length > 0) await host.stop(pickOldest(stillOld));
     }
+    if (o.signal.aborted) return ended('superseded');
     replaced = Math.min(total, replaced + 1);
     progress();
   }

@@ -235,3 +235,19 @@ test('the next restart clears the resisting flag and tries again, and sets it ag
   assert.equal(s.group.resisting, false);
   await shutdown(s);
 });
+
+test('a restart superseded after its new process started still retires the old one it replaced, so the pool keeps its size', async () => {
+  const s = setup({ minInstances: 2, maxPoolSize: 4 });
+  await started(s);
+  const first = s.group.restart();
+  await flush();
+  s.spawner.pending[0]!.succeed(); // the first replacement is up, in probation
+  await s.clock.advance(500);
+  const second = s.group.restart(); // restart.txt touched, then `holdfast restart`
+  await s.clock.advance(2000);
+  assert.equal((await first.done).outcome, 'superseded');
+  for (let i = 0; i < 2; i++) await nextSpawnSucceeds(s);
+  assert.equal((await second.done).outcome, 'succeeded');
+  assert.deepEqual(s.group.snapshot().processes.map((p) => p.generation), [3, 3]);
+  await shutdown(s);
+});
