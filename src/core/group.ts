@@ -742,7 +742,8 @@ export class Group implements SessionSource {
     return {
       name: this.options.name,
       app_root: this.options.appRoot,
-      generation: this.generation,
+      // The version that serves now; a failed restart's generation shows in restart/last_restart.
+      generation: this.servingGeneration(),
       environment: this.options.environment,
       rolling_restarts: this.options.rollingRestarts,
       resist_deployment_errors: this.options.resistDeploymentErrors,
@@ -760,6 +761,12 @@ export class Group implements SessionSource {
       spawning: this.spawningCount(),
       processes: this.processes.filter((p) => p.state !== 'spawning').map((p) => processSnapshot(p, now)),
     };
+  }
+
+  /** The newest generation with a serving process; the newest attempted when none serves. */
+  private servingGeneration(): number {
+    const serving = this.enabled().map((p) => p.generation);
+    return serving.length > 0 ? Math.max(...serving) : this.generation;
   }
 
   verifyInvariants(): void {

@@ -106,6 +106,9 @@ for (const [which, failAt] of [['first', 0], ['middle', 1], ['last', 2]] as cons
     const gens = s.group.snapshot().processes.map((p) => p.generation).sort();
     assert.deepEqual(gens, [...Array(3 - failAt).fill(1), ...Array(failAt).fill(2)]);
     assert.equal(s.group.resisting, true);
+    const snap = s.group.snapshot();
+    assert.equal(snap.generation, failAt > 0 ? 2 : 1, 'status shows the generation that serves');
+    assert.equal(snap.last_restart?.generation, 2, 'the failed attempt shows in last_restart');
     // Every request is still served.
     const sessions = await Promise.all(Array.from({ length: 6 }, () => s.group.acquire()));
     await s.clock.advance(30_000);
