@@ -31,3 +31,6 @@ export function main(argv: string[]): void {
     process.exit(1);
   });
 }
+
+// `node dist/src/cli/main.js ...` works like bin/holdfast.
+if (require.main === module) main(process.argv);

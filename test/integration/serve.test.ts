@@ -153,3 +153,30 @@ test('holdfast --help and --version answer without starting anything', async () 
   });
   assert.match(version, /^\d+\.\d+\.\d+$/);
 });
+
+test('npm start serves the bundled example, as the README says', async () => {
+  const registry = mkdtempSync(join(tmpdir(), 'hf-reg-'));
+  const child = spawn('npm', ['start', '--', '--port', '0', '--address', '127.0.0.1', '--name', `npmstart${process.pid}`], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registry },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // npm runs holdfast under a shell: stop the whole group at the end
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    const port = await waitFor('npm start to listen', () => Number(/"port":(\d+)[^\n]*serving/.exec(out)?.[1]) || (/"app_pid":\d+.*ready/.test(out) && undefined), 30_000);
+    await waitFor('the example process', () => /ready \(generation/.test(out), 30_000);
+    const r = await get(`http://127.0.0.1:${port}/`);
+    assert.equal(r.status, 200);
+    assert.match(r.body, /Hello from holdfast/);
+  } finally {
+    process.kill(-child.pid!, 'SIGTERM');
+    await exited;
+    rmSync(registry, { recursive: true, force: true });
+  }
+  const appPids = [...out.matchAll(/"app_pid":(\d+)[^\n]*ready/g)].map((m) => Number(m[1]));
+  assert.ok(appPids.length > 0);
+  await waitFor('the example process to go', () => appPids.every((p) => !pidAlive(p)), 10_000);
+});
