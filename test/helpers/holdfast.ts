@@ -4,6 +4,7 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import assert from 'node:assert/strict';
 import http from 'node:http';
 import { CLI } from './paths';
 
@@ -131,6 +132,13 @@ export class Holdfast {
     rmSync(this.registryDir, { recursive: true, force: true });
     return { code, leftover };
   }
+}
+
+/** Stops holdfast and asserts the clean stop: exit code 0 and no app process left behind. */
+export async function stopClean(hf: Holdfast): Promise<void> {
+  const { code, leftover } = await hf.stop();
+  assert.equal(code, 0);
+  assert.deepEqual(leftover, [], 'no app process outlives holdfast');
 }
 
 export interface StatusJson {

@@ -8,7 +8,7 @@ import http from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { AppDir } from '../helpers/apps';
-import { Holdfast, get, runCli, waitFor } from '../helpers/holdfast';
+import { Holdfast, get, runCli, waitFor, stopClean } from '../helpers/holdfast';
 import { parsePrometheusText, samplesOf, valueOf, type Family } from '../helpers/prometheus';
 
 interface Answer {
@@ -51,12 +51,6 @@ function refused(port: number): Promise<boolean> {
     s.once('connect', () => (s.destroy(), resolve(false)));
     s.once('error', () => resolve(true));
   });
-}
-
-async function stopClean(hf: Holdfast): Promise<void> {
-  const { code, leftover } = await hf.stop();
-  assert.equal(code, 0);
-  assert.deepEqual(leftover, []);
 }
 
 test('the admin API serves valid Prometheus text to the read-only token, and 401 without it', async () => {

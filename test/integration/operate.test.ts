@@ -6,14 +6,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppDir } from '../helpers/apps';
-import { Holdfast, get, pidAlive, runCli, waitFor } from '../helpers/holdfast';
+import { Holdfast, get, pidAlive, runCli, waitFor, stopClean } from '../helpers/holdfast';
 import { fixtureApp } from '../helpers/paths';
-
-async function stopClean(hf: Holdfast) {
-  const { code, leftover } = await hf.stop();
-  assert.equal(code, 0);
-  assert.deepEqual(leftover, []);
-}
 
 test('status and status --json show the app, its processes and real numbers that rise with requests', async () => {
   const hf = await Holdfast.start(fixtureApp('hello'), ['--min-instances', '2']);

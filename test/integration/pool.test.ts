@@ -2,15 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { Holdfast, get, pidAlive, waitFor } from '../helpers/holdfast';
+import { Holdfast, get, pidAlive, waitFor, stopClean } from '../helpers/holdfast';
 import { runLoad } from '../helpers/load';
 import { fixtureApp } from '../helpers/paths';
-
-async function stopClean(hf: Holdfast) {
-  const { code, leftover } = await hf.stop();
-  assert.equal(code, 0);
-  assert.deepEqual(leftover, [], 'no app process outlives holdfast');
-}
 
 async function processCount(hf: Holdfast): Promise<number> {
   const s = await hf.status();

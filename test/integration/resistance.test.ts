@@ -5,17 +5,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AppDir, ReleasesDir, appSource } from '../helpers/apps';
 import type { Variant } from '../helpers/apps';
-import { Holdfast, get, pidAlive, waitFor } from '../helpers/holdfast';
+import { Holdfast, get, pidAlive, waitFor, stopClean } from '../helpers/holdfast';
 import { runLoad } from '../helpers/load';
 import { goodRollingDeploy, underLoad } from '../helpers/deploy';
 
 const RESIST = ['--rolling-restarts', '--resist-deployment-errors'];
-
-async function stopClean(hf: Holdfast) {
-  const { code, leftover } = await hf.stop();
-  assert.equal(code, 0);
-  assert.deepEqual(leftover, []);
-}
 
 test('a good rolling deploy of 3 processes under 16 connections replaces every process with 0 failed requests', async () => {
   const app = new AppDir('good', 'v1');
