@@ -9,8 +9,8 @@ import type { Session, SessionSource } from '../core/session';
 import type { UpstreamTarget } from '../core/spawner';
 import { HoldfastError } from '../errors';
 import type { Logger } from '../log/logger';
-import { forwardOnce } from './forward';
-import { hasRequestBody, requestIdFor, upstreamRequestHeaders, visitorResponseHeaders } from './headers';
+import { Attempt, type AttemptContext, type AttemptOutcome, type AttemptRequest } from './forward';
+import { hasRequestBody, requestIdFor, upstreamRequestHeaders } from './headers';
 import { writeRawResponse } from './raw-response';
 import { failurePage, type ProxyRuntime } from './runtime';
 import { forwardUpgrade } from './upgrade';
@@ -76,19 +76,24 @@ function listenError(error: NodeJS.ErrnoException, address: string, port: number
 }
 
 /** One visitor request from arrival to the last byte of its answer. */
-interface Exchange {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+interface Exchange extends AttemptRequest {
   readonly startedMs: number;
-  readonly requestId: string;
+  readonly expectContinue: boolean;
+  readonly retryable: boolean;
   gone: boolean;
-  readonly aborter: AbortController;
-  /** Set while an attempt is under way, to abort it when the visitor goes away. */
-  onGone: (() => void) | null;
+  /** Made only when the request has to wait in the queue: most requests never need one. */
+  aborter: AbortController | null;
+  /** The attempt under way, to abort it when the visitor goes away. */
+  attempt: Attempt | null;
+  attempts: number;
   pid: number | null;
   /** The exchange is over when both the serving logic and the visitor's response are. */
   holds: number;
 }
+
+// The exchange a request or response belongs to, for listeners shared by all requests.
+const EXCHANGE = Symbol('holdfast.exchange');
+type WithExchange = { [EXCHANGE]?: Exchange };
 
 export function createProxy(options: ProxyOptions): Proxy {
   const logger = options.logger;
@@ -151,123 +156,178 @@ export function createProxy(options: ProxyOptions): Proxy {
     res.end(page.body);
   };
 
-  const serve = async (ex: Exchange, expectContinue: boolean): Promise<void> => {
-    const { req, res } = ex;
-    const hasBody = hasRequestBody(req);
-    const retryable = (req.method === 'GET' || req.method === 'HEAD') && !hasBody;
-    const upstreamHeaders = upstreamRequestHeaders(req, { requestIdHeader, requestId: ex.requestId, upgrade: false });
-    let avoidPid: number | undefined;
-    for (let attempt = 0; ; attempt++) {
-      let session: Session;
-      try {
-        const signal = ex.aborter.signal;
-        session = await options.sessions.acquire(avoidPid === undefined ? { signal } : { signal, avoidPid });
-      } catch (error) {
-        if (!ex.gone) sendErrorPage(ex, error);
-        return;
-      }
-      ex.pid = session.pid;
-      if (ex.gone) {
-        session.close();
-        return;
-      }
-      // The visitor sends its body only once a process will take it.
-      if (expectContinue && attempt === 0) res.writeContinue();
-      const outcome = await forwardOnce(session, req, res, {
-        pools,
-        requestIdHeader,
-        requestId: ex.requestId,
-        upstreamHeaders,
-        hasBody,
-        closing: () => closingStarted,
-        setOnGone: (onGone) => {
-          ex.onGone = onGone;
-        },
-        gone: () => ex.gone,
-        responseHeaders: (raw) => visitorResponseHeaders(raw, requestIdHeader, ex.requestId),
-      });
-      switch (outcome.kind) {
-        case 'done':
-          session.close();
-          // The app answered before reading the whole body (a 413, say): read the rest and drop it,
-          // as Node does, so that the visitor is not cut off before it can read the answer.
-          if (!req.complete) req.resume();
-          return;
-        case 'visitor-gone':
-          session.close();
-          logger.debug({ pid: session.pid, requestId: ex.requestId }, 'visitor went away; request to the app aborted');
-          return;
-        case 'failed-during-response':
-          session.close();
-          logger.warn(
-            { pid: session.pid, requestId: ex.requestId, err: outcome.error },
-            'app process failed in the middle of a response; visitor connection closed',
-          );
-          return;
-        case 'failed-before-response': {
-          session.close({ unreachable: outcome.unreachable });
-          if (ex.gone) return;
-          if (outcome.unreachable && attempt === 0 && retryable) {
-            logger.warn(
-              { pid: session.pid, requestId: ex.requestId, err: outcome.error },
-              'app process unreachable; retrying the request on another process',
-            );
-            avoidPid = session.pid;
-            continue;
-          }
-          sendErrorPage(
-            ex,
-            new HoldfastError(
-              'HF_UPSTREAM',
-              `app process ${session.pid} at ${describeTarget(session.target)} failed before answering: ${outcome.error.message}`,
-              { cause: outcome.error },
-            ),
-          );
-          return;
-        }
-      }
-    }
+  // The serving logic of an exchange, from taking a session to settling the last attempt. When a
+  // process is free (the usual case) it runs synchronously: no promise, no AbortController.
+  const serveFailed = (ex: Exchange, error: unknown): void => {
+    // A bug of ours: answer 500 rather than leave the visitor hanging.
+    logger.error({ err: error, requestId: ex.requestId }, 'proxy failed to serve a request');
+    if (!ex.gone) sendErrorPage(ex, error);
+    release(ex);
   };
 
-  const onRequest = (req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void => {
+  const attempt = (ex: Exchange, avoidPid: number | undefined): void => {
+    try {
+      const session = options.sessions.tryAcquire?.(avoidPid);
+      if (session !== undefined) {
+        forward(ex, session);
+        return;
+      }
+    } catch (error) {
+      serveFailed(ex, error);
+      return;
+    }
+    ex.aborter ??= new AbortController();
+    if (ex.gone) ex.aborter.abort();
+    const signal = ex.aborter.signal;
+    options.sessions.acquire(avoidPid === undefined ? { signal } : { signal, avoidPid }).then(
+      (session) => {
+        try {
+          forward(ex, session);
+        } catch (error) {
+          serveFailed(ex, error);
+        }
+      },
+      (error: unknown) => {
+        if (!ex.gone) sendErrorPage(ex, error);
+        release(ex);
+      },
+    );
+  };
+
+  const forward = (ex: Exchange, session: Session): void => {
+    ex.pid = session.pid;
+    if (ex.gone) {
+      session.close();
+      release(ex);
+      return;
+    }
+    // The visitor sends its body only once a process will take it.
+    if (ex.expectContinue && ex.attempts === 0) ex.res.writeContinue();
+    ex.attempts++;
+    const current = new Attempt(session, ex, attemptContext);
+    ex.attempt = current;
+    current.start();
+  };
+
+  const settled = (current: Attempt, outcome: AttemptOutcome): void => {
+    const ex = current.request as Exchange;
+    const session = current.session;
+    if (ex.attempt === current) ex.attempt = null;
+    switch (outcome.kind) {
+      case 'done':
+        session.close();
+        // The app answered before reading the whole body (a 413, say): read the rest and drop it,
+        // as Node does, so that the visitor is not cut off before it can read the answer.
+        if (!ex.req.complete) ex.req.resume();
+        break;
+      case 'visitor-gone':
+        session.close();
+        logger.debug({ pid: session.pid, requestId: ex.requestId }, 'visitor went away; request to the app aborted');
+        break;
+      case 'failed-during-response':
+        session.close();
+        logger.warn(
+          { pid: session.pid, requestId: ex.requestId, err: outcome.error },
+          'app process failed in the middle of a response; visitor connection closed',
+        );
+        break;
+      case 'failed-before-response': {
+        session.close({ unreachable: outcome.unreachable });
+        if (ex.gone) break;
+        if (outcome.unreachable && ex.attempts === 1 && ex.retryable) {
+          logger.warn(
+            { pid: session.pid, requestId: ex.requestId, err: outcome.error },
+            'app process unreachable; retrying the request on another process',
+          );
+          // Out of undici's callback: the retry starts from a clean stack.
+          queueMicrotask(() => attempt(ex, session.pid));
+          return;
+        }
+        sendErrorPage(
+          ex,
+          new HoldfastError(
+            'HF_UPSTREAM',
+            `app process ${session.pid} at ${describeTarget(session.target)} failed before answering: ${outcome.error.message}`,
+            { cause: outcome.error },
+          ),
+        );
+        break;
+      }
+    }
+    release(ex);
+  };
+
+  const attemptContext: AttemptContext = { pools, requestIdHeader, closing: () => closingStarted, settled };
+
+  const markGone = (ex: Exchange): void => {
+    if (ex.gone || ex.res.writableFinished) return;
+    ex.gone = true;
+    ex.aborter?.abort();
+    ex.attempt?.visitorGone();
+  };
+
+  // The exchanges still open on each visitor connection (more than one only when pipelining).
+  const openOnSocket = new WeakMap<Socket, Exchange[]>();
+  const onSocketClose = function (this: Socket): void {
+    const open = openOnSocket.get(this);
+    if (open === undefined) return;
+    for (const ex of open.slice()) markGone(ex);
+  };
+  const onRequestError = function (this: IncomingMessage & WithExchange, error: Error): void {
+    logger.debug({ err: error, requestId: this[EXCHANGE]?.requestId }, 'visitor request stream failed');
+  };
+  const onResponseError = function (this: ServerResponse & WithExchange, error: Error): void {
+    logger.debug({ err: error, requestId: this[EXCHANGE]?.requestId }, 'visitor response stream failed');
+  };
+  const onResponseClose = function (this: ServerResponse & WithExchange): void {
+    const ex = this[EXCHANGE]!;
+    markGone(ex);
+    const socket = ex.req.socket;
+    const open = openOnSocket.get(socket);
+    if (open !== undefined) {
+      const i = open.indexOf(ex);
+      if (i >= 0) open.splice(i, 1);
+    }
+    if (responses.get(socket) === this) responses.delete(socket);
+    release(ex);
+  };
+
+  const onRequest = (req: IncomingMessage & WithExchange, res: ServerResponse & WithExchange, expectContinue: boolean): void => {
     begin();
+    const hasBody = hasRequestBody(req);
+    const requestId = requestIdFor(req.headers[requestIdHeader]);
     const ex: Exchange = {
       req,
       res,
+      requestId,
+      upstreamHeaders: upstreamRequestHeaders(req, { requestIdHeader, requestId, upgrade: false }),
+      hasBody,
       startedMs: performance.now(),
-      requestId: requestIdFor(req.headers[requestIdHeader]),
+      expectContinue,
+      retryable: (req.method === 'GET' || req.method === 'HEAD') && !hasBody,
       gone: false,
-      aborter: new AbortController(),
-      onGone: null,
+      aborter: null,
+      attempt: null,
+      attempts: 0,
       pid: null,
       holds: 2,
     };
+    req[EXCHANGE] = ex;
+    res[EXCHANGE] = ex;
     const socket = req.socket;
     responses.set(socket, res);
-    const markGone = (): void => {
-      if (ex.gone || res.writableFinished) return;
-      ex.gone = true;
-      ex.aborter.abort();
-      ex.onGone?.();
-    };
-    const onSocketClose = (): void => markGone();
-    socket.once('close', onSocketClose);
-    req.on('error', (error) => logger.debug({ err: error, requestId: ex.requestId }, 'visitor request stream failed'));
-    res.on('error', (error) => logger.debug({ err: error, requestId: ex.requestId }, 'visitor response stream failed'));
-    res.once('close', () => {
-      markGone();
-      socket.off('close', onSocketClose);
-      if (responses.get(socket) === res) responses.delete(socket);
-      release(ex);
-    });
-    if (socket.destroyed) markGone();
-    serve(ex, expectContinue)
-      .catch((error: unknown) => {
-        // A bug of ours: answer 500 rather than leave the visitor hanging.
-        logger.error({ err: error, requestId: ex.requestId }, 'proxy failed to serve a request');
-        if (!ex.gone) sendErrorPage(ex, error);
-      })
-      .finally(() => release(ex));
+    let open = openOnSocket.get(socket);
+    if (open === undefined) {
+      open = [];
+      openOnSocket.set(socket, open);
+      socket.once('close', onSocketClose);
+    }
+    open.push(ex);
+    req.on('error', onRequestError);
+    res.on('error', onResponseError);
+    res.once('close', onResponseClose);
+    if (socket.destroyed) markGone(ex);
+    attempt(ex, undefined);
   };
 
   const server = http.createServer({
