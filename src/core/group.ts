@@ -28,6 +28,7 @@ import type {
 import { runRestart } from './restart';
 import type { RestartHost } from './restart';
 import { pickProcess } from './routing';
+import type { RoutableProcess } from './routing';
 import { atConcurrencyLimit, idleToClean, isBusy, recycleReason, spawnBackoffMs, spawnDecision } from './scaling';
 import type { ScalingOptions } from './scaling';
 import type { AcquireOptions, Session, SessionSource } from './session';
@@ -172,15 +173,24 @@ export class Group implements SessionSource {
 
   // ---- sessions ---------------------------------------------------------------------------
 
+  /**
+   * A session at once when a process can take one and nobody waits before us; undefined when the
+   * request would have to queue (or be refused): then acquire() decides. No promise, no timer.
+   */
+  tryAcquire(avoidPid?: number): Session | undefined {
+    if (this.closing || this.waiters.length > 0) return undefined;
+    const process = this.route(avoidPid);
+    if (!process) return undefined;
+    const session = this.openSession(process);
+    this.maybeScale();
+    return session;
+  }
+
   acquire(options: AcquireOptions = {}): Promise<Session> {
     if (this.closing) return Promise.reject(new CapacityError('HF_SHUTTING_DOWN', 'holdfast is stopping'));
     if (options.signal?.aborted) return Promise.reject(abortError());
-    const process = this.route(options.avoidPid);
-    if (process && this.waiters.length === 0) {
-      const session = this.openSession(process);
-      this.maybeScale();
-      return Promise.resolve(session);
-    }
+    const session = this.tryAcquire(options.avoidPid);
+    if (session) return Promise.resolve(session);
     // Nothing can take it now: fail fast when nothing will be able to either.
     const hopeless = this.hopelessError();
     if (hopeless) return Promise.reject(hopeless);
@@ -217,15 +227,19 @@ export class Group implements SessionSource {
 
   private route(avoidPid: number | undefined): AppProcess | undefined {
     const now = this.clock.now();
-    const views = this.enabled().map((p) => ({
-      process: p,
-      pid: p.pid,
-      generation: p.generation,
-      sessions: p.sessions,
-      lastUsedAt: p.lastUsedAt,
-      available: this.takesSessions(p, now),
-      busy: isBusy({ sessions: p.sessions, eventLoopUtilization: p.eventLoopUtilization() }, this.options),
-    }));
+    const views: Array<RoutableProcess & { process: AppProcess }> = [];
+    for (const p of this.processes) {
+      if (p.state !== 'enabled') continue;
+      views.push({
+        process: p,
+        pid: p.pid,
+        generation: p.generation,
+        sessions: p.sessions,
+        lastUsedAt: p.lastUsedAt,
+        available: this.takesSessions(p, now),
+        busy: isBusy({ sessions: p.sessions, eventLoopUtilization: p.eventLoopUtilization() }, this.options),
+      });
+    }
     return pickProcess(views, avoidPid)?.process;
   }
 
@@ -260,7 +274,8 @@ export class Group implements SessionSource {
     if (unreachable) p.unreachableUntil = now + UNREACHABLE_BACKOFF_MS;
     else p.processed++;
     if (p.sessions === 0 && p.state === 'draining') this.releaseDrainWaiters(p);
-    if (p.state === 'enabled' && !this.resistingState && recycleReason(p, { ...this.options, memoryLimitBytes: 0 }) === 'max_requests') {
+    // Only max_requests is decided per request; memory_limit is decided where RSS is sampled.
+    if (p.state === 'enabled' && !this.resistingState && this.options.maxRequests > 0 && recycleReason(p, { maxRequests: this.options.maxRequests, memoryLimitBytes: 0 }) === 'max_requests') {
       // stop() resolves later; its failures are impossible (terminate never rejects)
       void this.stopProcess(p, 'max_requests');
     }
@@ -298,23 +313,37 @@ export class Group implements SessionSource {
       this.spawnOne(generation, 'replace').catch(() => undefined);
       return;
     }
-    const enabled = this.enabled();
+    // Called twice per request: count in one pass, allocate nothing, and stop early when a spawn
+    // is out of the question anyway.
     const now = this.clock.now();
+    const backingOff = now < this.backoffUntil;
+    if (this.resistingState || this.restartState || backingOff) return;
+    let enabled = 0;
+    let spawning = 0;
+    let busyEnabled = 0;
+    for (const p of this.processes) {
+      if (p.state === 'spawning') spawning++;
+      else if (p.state === 'enabled') {
+        enabled++;
+        if (!this.takesSessions(p, now) || isBusy({ sessions: p.sessions, eventLoopUtilization: p.eventLoopUtilization() }, this.options)) busyEnabled++;
+      }
+    }
+    if (spawning > 0) return;
     const decision = spawnDecision(
       {
         live: this.liveCount(),
-        enabled: enabled.length,
-        spawning: this.spawningCount(),
-        busyEnabled: enabled.filter((p) => !this.takesSessions(p, now) || isBusy({ sessions: p.sessions, eventLoopUtilization: p.eventLoopUtilization() }, this.options)).length,
+        enabled,
+        spawning,
+        busyEnabled,
         waiting: this.waiters.length,
         poolRoom: this.poolRoom.room(),
-        resisting: this.resistingState !== undefined,
-        restarting: this.restartState !== undefined,
-        backingOff: now < this.backoffUntil,
+        resisting: false,
+        restarting: false,
+        backingOff,
       },
       this.options,
     );
-    if (decision === 'spawn') this.spawnOne(this.generation, enabled.length < this.options.minInstances ? 'replace' : 'demand').catch(() => undefined);
+    if (decision === 'spawn') this.spawnOne(this.generation, enabled < this.options.minInstances ? 'replace' : 'demand').catch(() => undefined);
   }
 
   /**

@@ -17,19 +17,29 @@ export interface RoutableProcess {
  * within that, the fewest sessions, then the least recently used. avoidPid is a last resort.
  */
 export function pickProcess<P extends RoutableProcess>(processes: readonly P[], avoidPid?: number): P | undefined {
-  const available = processes.filter((p) => p.available);
-  if (available.length === 0) return undefined;
-  const preferred = available.filter((p) => p.pid !== avoidPid);
-  const pool = preferred.length > 0 ? preferred : available;
-  const newest = Math.max(...pool.map((p) => p.generation));
-  const fresh = pool.filter((p) => p.generation === newest && !p.busy);
-  return leastBusy(fresh.length > 0 ? fresh : pool);
+  // Runs once per request: loops, no intermediate arrays.
+  let anyAvailable = false;
+  let anyPreferred = false;
+  for (const p of processes) {
+    if (!p.available) continue;
+    anyAvailable = true;
+    if (p.pid !== avoidPid) anyPreferred = true;
+  }
+  if (!anyAvailable) return undefined;
+  // The candidates: available, and not avoidPid unless it is the only one.
+  const skip = anyPreferred ? avoidPid : undefined;
+  let newest = -Infinity;
+  for (const p of processes) if (p.available && (skip === undefined || p.pid !== skip) && p.generation > newest) newest = p.generation;
+  let fresh: P | undefined;
+  let any: P | undefined;
+  for (const p of processes) {
+    if (!p.available || (skip !== undefined && p.pid === skip)) continue;
+    if (any === undefined || lessBusy(p, any)) any = p;
+    if (p.generation === newest && !p.busy && (fresh === undefined || lessBusy(p, fresh))) fresh = p;
+  }
+  return fresh ?? any;
 }
 
-function leastBusy<P extends RoutableProcess>(processes: readonly P[]): P {
-  let best = processes[0]!;
-  for (const p of processes) {
-    if (p.sessions < best.sessions || (p.sessions === best.sessions && p.lastUsedAt < best.lastUsedAt)) best = p;
-  }
-  return best;
+function lessBusy(a: RoutableProcess, b: RoutableProcess): boolean {
+  return a.sessions < b.sessions || (a.sessions === b.sessions && a.lastUsedAt < b.lastUsedAt);
 }

@@ -28,4 +28,10 @@ export interface SessionSource {
    * started and none runs), or an AbortError when options.signal aborts.
    */
   acquire(options?: AcquireOptions): Promise<Session>;
+  /**
+   * The same session synchronously when one is free now and no request waits before this one;
+   * undefined when acquire() must decide (queue, refuse). Optional: a source without it is
+   * always asked through acquire().
+   */
+  tryAcquire?(avoidPid?: number): Session | undefined;
 }

@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Session } from '../core/session';
+import { visitorResponseHeaders } from './headers';
 import type { UpstreamPools } from './upstream-pools';
 
 export type AttemptOutcome =
@@ -81,19 +82,26 @@ function detachableBody(req: IncomingMessage): Readable {
   return body;
 }
 
+/** What one proxy's attempts share. */
 export interface AttemptContext {
-  pools: UpstreamPools;
-  requestIdHeader: string;
-  requestId: string;
-  upstreamHeaders: string[];
-  hasBody: boolean;
+  readonly pools: UpstreamPools;
+  /** Lowercase. */
+  readonly requestIdHeader: string;
   /** The proxy is closing: tell the visitor not to reuse the connection. */
   closing(): boolean;
-  /** Lets the caller abort the attempt when the visitor goes away. */
-  setOnGone(onGone: (() => void) | null): void;
+  /** Called exactly once per attempt, synchronously from undici's callback (or from start()). */
+  settled(attempt: Attempt, outcome: AttemptOutcome): void;
+}
+
+/** The visitor's side of an attempt: one per request, kept across a retry. */
+export interface AttemptRequest {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly requestId: string;
+  readonly upstreamHeaders: string[];
+  readonly hasBody: boolean;
   /** The visitor went away (checked when the connection to the app is made). */
-  gone(): boolean;
-  responseHeaders(raw: Buffer[], statusCode: number): string[];
+  readonly gone: boolean;
 }
 
 class VisitorGoneError extends Error {
@@ -103,92 +111,119 @@ class VisitorGoneError extends Error {
   }
 }
 
-export function forwardOnce(session: Session, req: IncomingMessage, res: ServerResponse, ctx: AttemptContext): Promise<AttemptOutcome> {
-  return new Promise((resolve) => {
-    const upstream = ctx.pools.for(session);
-    let abort: ((error?: Error) => void) | null = null;
-    let resume: (() => void) | null = null;
-    let responseStarted = false;
-    let settled = false;
-    let invalidResponse: Error | null = null;
+/**
+ * One attempt to get a request answered by one app process, as undici's dispatch handler: a class
+ * rather than closures, because it is made for every request and its methods are shared.
+ */
+export class Attempt implements Dispatcher.DispatchHandler {
+  readonly session: Session;
+  readonly request: AttemptRequest;
+  readonly #ctx: AttemptContext;
+  #abort: ((error?: Error) => void) | null = null;
+  #resume: (() => void) | null = null;
+  #onDrain: (() => void) | null = null;
+  #responseStarted = false;
+  #settled = false;
+  #invalidResponse: Error | null = null;
 
-    const onDrain = (): void => resume?.();
-    const settle = (outcome: AttemptOutcome): void => {
-      if (settled) return;
-      settled = true;
-      res.off('drain', onDrain);
-      ctx.setOnGone(null);
-      resolve(outcome);
-    };
-    res.on('drain', onDrain);
-    ctx.setOnGone(() => abort?.(new VisitorGoneError()));
+  constructor(session: Session, request: AttemptRequest, ctx: AttemptContext) {
+    this.session = session;
+    this.request = request;
+    this.#ctx = ctx;
+  }
 
-    const handler: Dispatcher.DispatchHandler = {
-      onConnect(abortRequest) {
-        abort = abortRequest;
-        if (ctx.gone()) abortRequest(new VisitorGoneError());
-      },
-      onHeaders(statusCode, rawHeaders, resumeResponse, statusText) {
-        if (statusCode < 200) {
-          // 103 Early Hints may go on to the visitor; other 1xx are between us and the app.
-          if (statusCode === 103 && !res.headersSent) {
-            const links: string[] = [];
-            for (let i = 0; i < rawHeaders.length; i += 2) {
-              if (rawHeaders[i]!.toString('latin1').toLowerCase() === 'link') links.push(rawHeaders[i + 1]!.toString('latin1'));
-            }
-            if (links.length > 0) res.writeEarlyHints({ link: links });
-          }
-          return true;
-        }
-        resume = resumeResponse;
-        try {
-          const headers = ctx.responseHeaders(rawHeaders, statusCode);
-          if (ctx.closing()) headers.push('Connection', 'close');
-          if (statusText) res.writeHead(statusCode, statusText, headers);
-          else res.writeHead(statusCode, headers);
-          responseStarted = true;
-        } catch (error) {
-          // A header Node refuses to write (invalid characters): the app answered badly.
-          invalidResponse = error instanceof Error ? error : new Error(String(error));
-          abort?.(invalidResponse);
-          return false;
-        }
-        return true;
-      },
-      onData(chunk) {
-        return res.write(chunk);
-      },
-      onComplete() {
-        res.end();
-        settle({ kind: 'done' });
-      },
-      onError(error) {
-        if (error instanceof VisitorGoneError || ctx.gone()) {
-          if (!res.destroyed) res.destroy();
-          settle({ kind: 'visitor-gone' });
-        } else if (responseStarted) {
-          res.destroy();
-          settle({ kind: 'failed-during-response', error });
-        } else {
-          const cause = invalidResponse ?? error;
-          settle({ kind: 'failed-before-response', error: cause, unreachable: invalidResponse === null && isUnreachable(error) });
-        }
-      },
-    };
-
+  start(): void {
+    const { req, hasBody } = this.request;
     try {
+      const upstream = this.#ctx.pools.for(this.session);
       upstream.pool.dispatch(
         {
           method: req.method as Dispatcher.HttpMethod,
           path: req.url ?? '/',
-          headers: ctx.upstreamHeaders,
-          body: ctx.hasBody ? detachableBody(req) : null,
+          headers: this.request.upstreamHeaders,
+          body: hasBody ? detachableBody(req) : null,
           reset: upstream.reset,
         },
-        handler,
+        this,
       );
     } catch (error) {
-      settle({ kind: 'failed-before-response', error: error instanceof Error ? error : new Error(String(error)), unreachable: false });
+      this.#settle({ kind: 'failed-before-response', error: error instanceof Error ? error : new Error(String(error)), unreachable: false });
     }
-  });
+  }
+
+  /** The visitor went away: abort the request to the app (once it has a connection). */
+  visitorGone(): void {
+    this.#abort?.(new VisitorGoneError());
+  }
+
+  #settle(outcome: AttemptOutcome): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    if (this.#onDrain) this.request.res.off('drain', this.#onDrain);
+    this.#ctx.settled(this, outcome);
+  }
+
+  onConnect(abortRequest: (error?: Error) => void): void {
+    this.#abort = abortRequest;
+    if (this.request.gone) abortRequest(new VisitorGoneError());
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resumeResponse: () => void, statusText: string): boolean {
+    const { res, requestId } = this.request;
+    if (statusCode < 200) {
+      // 103 Early Hints may go on to the visitor; other 1xx are between us and the app.
+      if (statusCode === 103 && !res.headersSent) {
+        const links: string[] = [];
+        for (let i = 0; i < rawHeaders.length; i += 2) {
+          if (rawHeaders[i]!.toString('latin1').toLowerCase() === 'link') links.push(rawHeaders[i + 1]!.toString('latin1'));
+        }
+        if (links.length > 0) res.writeEarlyHints({ link: links });
+      }
+      return true;
+    }
+    this.#resume = resumeResponse;
+    try {
+      const headers = visitorResponseHeaders(rawHeaders, this.#ctx.requestIdHeader, requestId);
+      if (this.#ctx.closing()) headers.push('Connection', 'close');
+      if (statusText) res.writeHead(statusCode, statusText, headers);
+      else res.writeHead(statusCode, headers);
+      this.#responseStarted = true;
+    } catch (error) {
+      // A header Node refuses to write (invalid characters): the app answered badly.
+      this.#invalidResponse = error instanceof Error ? error : new Error(String(error));
+      this.#abort?.(this.#invalidResponse);
+      return false;
+    }
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    const res = this.request.res;
+    if (res.write(chunk)) return true;
+    // Back-pressure: undici pauses until resume(); hooked on the first full buffer only.
+    if (this.#onDrain === null) {
+      this.#onDrain = () => this.#resume?.();
+      res.on('drain', this.#onDrain);
+    }
+    return false;
+  }
+
+  onComplete(): void {
+    this.request.res.end();
+    this.#settle({ kind: 'done' });
+  }
+
+  onError(error: Error): void {
+    const res = this.request.res;
+    if (error instanceof VisitorGoneError || this.request.gone) {
+      if (!res.destroyed) res.destroy();
+      this.#settle({ kind: 'visitor-gone' });
+    } else if (this.#responseStarted) {
+      res.destroy();
+      this.#settle({ kind: 'failed-during-response', error });
+    } else {
+      const cause = this.#invalidResponse ?? error;
+      this.#settle({ kind: 'failed-before-response', error: cause, unreachable: this.#invalidResponse === null && isUnreachable(error) });
+    }
+  }
 }

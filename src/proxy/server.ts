@@ -9,8 +9,8 @@ import type { Session, SessionSource } from '../core/session';
 import type { UpstreamTarget } from '../core/spawner';
 import { HoldfastError } from '../errors';
 import type { Logger } from '../log/logger';
-import { forwardOnce } from './forward';
-import { hasRequestBody, requestIdFor, upstreamRequestHeaders, visitorResponseHeaders } from './headers';
+import { Attempt, type AttemptContext, type AttemptOutcome, type AttemptRequest } from './forward';
+import { hasRequestBody, requestIdFor, upstreamRequestHeaders } from './headers';
 import { writeRawResponse } from './raw-response';
 import { failurePage, type ProxyRuntime } from './runtime';
 import { forwardUpgrade } from './upgrade';
@@ -78,32 +78,24 @@ function listenError(error: NodeJS.ErrnoException, address: string, port: number
 }
 
 /** One visitor request from arrival to the last byte of its answer. */
-interface Exchange {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+interface Exchange extends AttemptRequest {
   readonly startedMs: number;
-  readonly requestId: string;
+  readonly expectContinue: boolean;
+  readonly retryable: boolean;
   gone: boolean;
-  /** Aborts when the visitor's connection closes: a request still queued for a session leaves the queue. */
-  readonly signal: AbortSignal;
-  /** Set while an attempt is under way, to abort it when the visitor goes away. */
-  onGone: (() => void) | null;
+  /** Made only when the request has to wait in the queue: most requests never need one. */
+  aborter: AbortController | null;
+  /** The attempt under way, to abort it when the visitor goes away. */
+  attempt: Attempt | null;
+  attempts: number;
   pid: number | null;
   /** The exchange is over when both the serving logic and the visitor's response are. */
   holds: number;
 }
 
-/**
- * One visitor connection. Its requests come one after another (or pipelined), and all of them are
- * gone when it closes, so one AbortSignal serves them all: creating an AbortSignal costs Node 20
- * several microseconds, a noticeable share of a proxied request.
- */
-interface Connection {
-  readonly aborter: AbortController;
-  readonly exchanges: Set<Exchange>;
-  /** The response that owns the connection now, for clientError. */
-  response: ServerResponse | null;
-}
+// The exchange a request or response belongs to, for listeners shared by all requests.
+const EXCHANGE = Symbol('holdfast.exchange');
+type WithExchange = { [EXCHANGE]?: Exchange };
 
 export function createProxy(options: ProxyOptions): Proxy {
   const logger = options.logger;
@@ -118,7 +110,8 @@ export function createProxy(options: ProxyOptions): Proxy {
   let inFlight = 0;
   let onIdle: (() => void) | null = null;
   const upgraded = new Set<Duplex>();
-  const connections = new WeakMap<Socket, Connection>();
+  // The exchange whose response currently owns each visitor connection, for clientError.
+  const responses = new WeakMap<Socket, ServerResponse>();
 
   const runtime: ProxyRuntime = {
     sessions: options.sessions,
@@ -165,104 +158,140 @@ export function createProxy(options: ProxyOptions): Proxy {
     res.end(page.body);
   };
 
-  const serve = async (ex: Exchange, expectContinue: boolean): Promise<void> => {
-    const { req, res } = ex;
-    const hasBody = hasRequestBody(req);
-    const retryable = (req.method === 'GET' || req.method === 'HEAD') && !hasBody;
-    const upstreamHeaders = upstreamRequestHeaders(req, { requestIdHeader, requestId: ex.requestId, upgrade: false });
-    let avoidPid: number | undefined;
-    for (let attempt = 0; ; attempt++) {
-      let session: Session;
-      try {
-        const signal = ex.signal;
-        session = await options.sessions.acquire(avoidPid === undefined ? { signal } : { signal, avoidPid });
-      } catch (error) {
+  // The serving logic of an exchange, from taking a session to settling the last attempt. When a
+  // process is free (the usual case) it runs synchronously: no promise, no AbortController.
+  const serveFailed = (ex: Exchange, error: unknown): void => {
+    // A bug of ours: answer 500 rather than leave the visitor hanging.
+    logger.error({ err: error, requestId: ex.requestId }, 'proxy failed to serve a request');
+    if (!ex.gone) sendErrorPage(ex, error);
+    release(ex);
+  };
+
+  const attempt = (ex: Exchange, avoidPid: number | undefined): void => {
+    try {
+      const session = options.sessions.tryAcquire?.(avoidPid);
+      if (session !== undefined) {
+        forward(ex, session);
+        return;
+      }
+    } catch (error) {
+      serveFailed(ex, error);
+      return;
+    }
+    ex.aborter ??= new AbortController();
+    if (ex.gone) ex.aborter.abort();
+    const signal = ex.aborter.signal;
+    options.sessions.acquire(avoidPid === undefined ? { signal } : { signal, avoidPid }).then(
+      (session) => {
+        try {
+          forward(ex, session);
+        } catch (error) {
+          serveFailed(ex, error);
+        }
+      },
+      (error: unknown) => {
         if (!ex.gone) sendErrorPage(ex, error);
-        return;
-      }
-      ex.pid = session.pid;
-      if (ex.gone) {
+        release(ex);
+      },
+    );
+  };
+
+  const forward = (ex: Exchange, session: Session): void => {
+    ex.pid = session.pid;
+    if (ex.gone) {
+      session.close();
+      release(ex);
+      return;
+    }
+    // The visitor sends its body only once a process will take it.
+    if (ex.expectContinue && ex.attempts === 0) ex.res.writeContinue();
+    ex.attempts++;
+    const current = new Attempt(session, ex, attemptContext);
+    ex.attempt = current;
+    current.start();
+  };
+
+  const settled = (current: Attempt, outcome: AttemptOutcome): void => {
+    const ex = current.request as Exchange;
+    const session = current.session;
+    if (ex.attempt === current) ex.attempt = null;
+    switch (outcome.kind) {
+      case 'done':
         session.close();
-        return;
-      }
-      // The visitor sends its body only once a process will take it.
-      if (expectContinue && attempt === 0) res.writeContinue();
-      const outcome = await forwardOnce(session, req, res, {
-        pools,
-        requestIdHeader,
-        requestId: ex.requestId,
-        upstreamHeaders,
-        hasBody,
-        closing: () => closingStarted,
-        setOnGone: (onGone) => {
-          ex.onGone = onGone;
-        },
-        gone: () => ex.gone,
-        responseHeaders: (raw) => visitorResponseHeaders(raw, requestIdHeader, ex.requestId),
-      });
-      switch (outcome.kind) {
-        case 'done':
-          session.close();
-          // The app answered before reading the whole body (a 413, say): read the rest and drop it,
-          // as Node does, so that the visitor is not cut off before it can read the answer.
-          if (!req.complete) req.resume();
-          return;
-        case 'visitor-gone':
-          session.close();
-          logger.debug({ pid: session.pid, requestId: ex.requestId }, 'visitor went away; request to the app aborted');
-          return;
-        case 'failed-during-response':
-          session.close();
+        // The app answered before reading the whole body (a 413, say): read the rest and drop it,
+        // as Node does, so that the visitor is not cut off before it can read the answer.
+        if (!ex.req.complete) ex.req.resume();
+        break;
+      case 'visitor-gone':
+        session.close();
+        logger.debug({ pid: session.pid, requestId: ex.requestId }, 'visitor went away; request to the app aborted');
+        break;
+      case 'failed-during-response':
+        session.close();
+        logger.warn(
+          { pid: session.pid, requestId: ex.requestId, err: outcome.error },
+          'app process failed in the middle of a response; visitor connection closed',
+        );
+        break;
+      case 'failed-before-response': {
+        session.close({ unreachable: outcome.unreachable });
+        if (ex.gone) break;
+        if (outcome.unreachable && ex.attempts === 1 && ex.retryable) {
           logger.warn(
             { pid: session.pid, requestId: ex.requestId, err: outcome.error },
-            'app process failed in the middle of a response; visitor connection closed',
+            'app process unreachable; retrying the request on another process',
           );
-          return;
-        case 'failed-before-response': {
-          session.close({ unreachable: outcome.unreachable });
-          if (ex.gone) return;
-          if (outcome.unreachable && attempt === 0 && retryable) {
-            logger.warn(
-              { pid: session.pid, requestId: ex.requestId, err: outcome.error },
-              'app process unreachable; retrying the request on another process',
-            );
-            avoidPid = session.pid;
-            continue;
-          }
-          sendErrorPage(
-            ex,
-            new HoldfastError(
-              'HF_UPSTREAM',
-              `app process ${session.pid} at ${describeTarget(session.target)} failed before answering: ${outcome.error.message}`,
-              { cause: outcome.error },
-            ),
-          );
+          // Out of undici's callback: the retry starts from a clean stack.
+          queueMicrotask(() => attempt(ex, session.pid));
           return;
         }
+        sendErrorPage(
+          ex,
+          new HoldfastError(
+            'HF_UPSTREAM',
+            `app process ${session.pid} at ${describeTarget(session.target)} failed before answering: ${outcome.error.message}`,
+            { cause: outcome.error },
+          ),
+        );
+        break;
       }
     }
+    release(ex);
   };
+
+  const attemptContext: AttemptContext = { pools, requestIdHeader, closing: () => closingStarted, settled };
 
   const markGone = (ex: Exchange): void => {
     if (ex.gone || ex.res.writableFinished) return;
     ex.gone = true;
-    ex.onGone?.();
+    ex.aborter?.abort();
+    ex.attempt?.visitorGone();
   };
 
-  const connectionOf = (socket: Socket): Connection => {
-    let connection = connections.get(socket);
-    if (connection === undefined) {
-      const created: Connection = { aborter: new AbortController(), exchanges: new Set(), response: null };
-      connections.set(socket, created);
-      const onClose = (): void => {
-        created.aborter.abort();
-        for (const ex of created.exchanges) markGone(ex);
-      };
-      if (socket.destroyed) process.nextTick(onClose);
-      else socket.once('close', onClose);
-      connection = created;
+  // The exchanges still open on each visitor connection (more than one only when pipelining).
+  const openOnSocket = new WeakMap<Socket, Exchange[]>();
+  const onSocketClose = function (this: Socket): void {
+    const open = openOnSocket.get(this);
+    if (open === undefined) return;
+    for (const ex of open.slice()) markGone(ex);
+  };
+  const onRequestError = function (this: IncomingMessage & WithExchange, error: Error): void {
+    logger.debug({ err: error, requestId: this[EXCHANGE]?.requestId }, 'visitor request stream failed');
+  };
+  const onResponseError = function (this: ServerResponse & WithExchange, error: Error): void {
+    logger.debug({ err: error, requestId: this[EXCHANGE]?.requestId }, 'visitor response stream failed');
+  };
+  const onResponseClose = function (this: ServerResponse & WithExchange): void {
+    const ex = this[EXCHANGE]!;
+    markGone(ex);
+    const socket = ex.req.socket;
+    const open = openOnSocket.get(socket);
+    if (open !== undefined) {
+      const i = open.indexOf(ex);
+      if (i >= 0) open.splice(i, 1);
     }
-    return connection;
+    if (responses.get(socket) === this) responses.delete(socket);
+    release(ex);
   };
 
   const readiness = options.readiness;
@@ -278,43 +307,47 @@ export function createProxy(options: ProxyOptions): Proxy {
     res.end(req.method === 'HEAD' ? undefined : body);
   };
 
-  const onRequest = (req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void => {
-    if (readiness && req.url === readiness.path && (req.method === 'GET' || req.method === 'HEAD')) {
+  const onRequest = (req: IncomingMessage & WithExchange, res: ServerResponse & WithExchange, expectContinue: boolean): void => {
+    if (readiness !== undefined && req.url === readiness.path && (req.method === 'GET' || req.method === 'HEAD')) {
       req.resume();
       answerReadiness(req, res);
       return;
     }
     begin();
-    const connection = connectionOf(req.socket);
+    const hasBody = hasRequestBody(req);
+    const requestId = requestIdFor(req.headers[requestIdHeader]);
     const ex: Exchange = {
       req,
       res,
+      requestId,
+      upstreamHeaders: upstreamRequestHeaders(req, { requestIdHeader, requestId, upgrade: false }),
+      hasBody,
       startedMs: performance.now(),
-      requestId: requestIdFor(req.headers[requestIdHeader]),
+      expectContinue,
+      retryable: (req.method === 'GET' || req.method === 'HEAD') && !hasBody,
       gone: false,
-      signal: connection.aborter.signal,
-      onGone: null,
+      aborter: null,
+      attempt: null,
+      attempts: 0,
       pid: null,
       holds: 2,
     };
-    connection.exchanges.add(ex);
-    connection.response = res;
-    req.on('error', (error) => logger.debug({ err: error, requestId: ex.requestId }, 'visitor request stream failed'));
-    res.on('error', (error) => logger.debug({ err: error, requestId: ex.requestId }, 'visitor response stream failed'));
-    res.once('close', () => {
-      markGone(ex);
-      connection.exchanges.delete(ex);
-      if (connection.response === res) connection.response = null;
-      release(ex);
-    });
-    if (req.socket.destroyed) markGone(ex);
-    serve(ex, expectContinue)
-      .catch((error: unknown) => {
-        // A bug of ours: answer 500 rather than leave the visitor hanging.
-        logger.error({ err: error, requestId: ex.requestId }, 'proxy failed to serve a request');
-        if (!ex.gone) sendErrorPage(ex, error);
-      })
-      .finally(() => release(ex));
+    req[EXCHANGE] = ex;
+    res[EXCHANGE] = ex;
+    const socket = req.socket;
+    responses.set(socket, res);
+    let open = openOnSocket.get(socket);
+    if (open === undefined) {
+      open = [];
+      openOnSocket.set(socket, open);
+      socket.once('close', onSocketClose);
+    }
+    open.push(ex);
+    req.on('error', onRequestError);
+    res.on('error', onResponseError);
+    res.once('close', onResponseClose);
+    if (socket.destroyed) markGone(ex);
+    attempt(ex, undefined);
   };
 
   const server = http.createServer({
@@ -346,9 +379,9 @@ export function createProxy(options: ProxyOptions): Proxy {
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     const code = error.code;
     logger.debug({ err: error, code }, 'bad request from a visitor');
-    const res = connections.get(socket as Socket)?.response ?? null;
+    const res = responses.get(socket as Socket);
     // Too late for an answer of our own once a response has begun on this connection.
-    if (code === 'ECONNRESET' || !socket.writable || (res !== null && res.headersSent && !res.writableFinished)) {
+    if (code === 'ECONNRESET' || !socket.writable || (res !== undefined && res.headersSent && !res.writableFinished)) {
       socket.destroy();
       return;
     }

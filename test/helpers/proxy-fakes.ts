@@ -39,6 +39,10 @@ export class FakeSessionSource implements SessionSource {
   readonly aborted: number[] = [];
   failWith: unknown[] = [];
   hold = false;
+  /** Offer tryAcquire(), as the real group does: a session at once unless holding or failing. */
+  synchronous = false;
+  /** Sessions handed out by tryAcquire (also recorded in acquires, without a signal). */
+  readonly synchronousAcquires: number[] = [];
   #open = 0;
   #held: Array<() => void> = [];
   #closeWaiters: Array<() => void> = [];
@@ -80,6 +84,15 @@ export class FakeSessionSource implements SessionSource {
         }
       });
     });
+  }
+
+  tryAcquire(avoidPid?: number): Session | undefined {
+    if (!this.synchronous || this.hold || this.failWith.length > 0) return undefined;
+    const candidates = this.processes.filter((p) => p.pid !== avoidPid);
+    if (candidates.length === 0) return undefined;
+    this.acquires.push(avoidPid === undefined ? {} : { avoidPid });
+    this.synchronousAcquires.push(this.acquires.length);
+    return this.#session(candidates[0]!);
   }
 
   /** Lets the held acquires through. */

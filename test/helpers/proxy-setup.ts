@@ -21,6 +21,8 @@ export interface RigOptions extends Partial<Omit<ProxyOptions, 'sessions'>> {
   upstreams: RequestListener[];
   /** 'unix' (default) or 'tcp' targets. */
   transport?: 'unix' | 'tcp';
+  /** The session source offers tryAcquire (the real group's synchronous route). */
+  synchronous?: boolean;
 }
 
 export async function startRig(options: RigOptions): Promise<ProxyRig> {
@@ -30,10 +32,12 @@ export async function startRig(options: RigOptions): Promise<ProxyRig> {
     upstreams.push(await startUpstream(handler, options.transport === 'tcp' ? undefined : join(dir, `app-${i}.sock`)));
   }
   const sessions = new FakeSessionSource(upstreams.map((u, i) => ({ pid: 1001 + i, target: u.target })));
+  sessions.synchronous = options.synchronous ?? false;
   const done: ProxyRig['done'] = [];
-  const { upstreams: _handlers, transport: _transport, ...proxyOptions } = options;
+  const { upstreams: _handlers, transport: _transport, synchronous: _synchronous, ...proxyOptions } = options;
   void _handlers;
   void _transport;
+  void _synchronous;
   const proxy = createProxy({
     environment: 'production',
     logger: silentLogger(),

@@ -452,3 +452,48 @@ test('with min_instances 0 nothing runs until the first request, which waits for
   s.check();
   await shutdown(s);
 });
+
+test('tryAcquire hands out a session synchronously when a process is free, and defers to acquire when the request must queue', async () => {
+  const s = setup({ minInstances: 1, maxPoolSize: 1, concurrency: 1 });
+  await started(s);
+  const first = s.group.tryAcquire();
+  assert.ok(first, 'a free process gives a session without a promise');
+  assert.equal(s.group.tryAcquire(), undefined, 'at the concurrency limit nothing is handed out synchronously');
+  const queued = track(s.group.acquire());
+  await flush();
+  assert.equal(s.group.queueLength(), 1);
+  first.close();
+  await flush();
+  assert.ok(queued.session, 'the queued request got the freed process');
+  queued.session!.close();
+  const again = s.group.tryAcquire();
+  assert.ok(again);
+  const waiting = track(s.group.acquire());
+  await flush();
+  again.close();
+  await flush();
+  assert.ok(waiting.session);
+  assert.equal(s.group.queueLength(), 0);
+  // Nobody may overtake a queued request: with one waiting, tryAcquire gives nothing even if a process is free.
+  const blocker = track(s.group.acquire());
+  await flush();
+  assert.equal(blocker.settled, false);
+  assert.equal(s.group.tryAcquire(), undefined);
+  waiting.session!.close();
+  await flush();
+  blocker.session!.close();
+  s.check();
+  await shutdown(s);
+});
+
+test('tryAcquire avoids the given pid while another process can serve', async () => {
+  const s = setup({ minInstances: 2 });
+  await started(s);
+  const a = s.group.tryAcquire()!;
+  a.close();
+  const b = s.group.tryAcquire(a.pid)!;
+  assert.notEqual(b.pid, a.pid);
+  b.close();
+  s.check();
+  await shutdown(s);
+});

@@ -84,3 +84,29 @@ test('recycling follows memory_limit and max_requests, each off at 0', () => {
 test('spawn back-off doubles from one second up to a minute', () => {
   assert.deepEqual([0, 1, 2, 3, 7, 20].map(spawnBackoffMs), [0, 1000, 2000, 4000, 60_000, 60_000]);
 });
+
+test('routing agrees with the plain definition (filter, prefer, newest not busy, least busy) on many random pools', () => {
+  // The definition pickProcess implements without intermediate arrays, written the obvious way.
+  const reference = (ps: ReturnType<typeof p>[], avoidPid?: number) => {
+    const available = ps.filter((x) => x.available);
+    if (available.length === 0) return undefined;
+    const preferred = available.filter((x) => x.pid !== avoidPid);
+    const pool = preferred.length > 0 ? preferred : available;
+    const newest = Math.max(...pool.map((x) => x.generation));
+    const fresh = pool.filter((x) => x.generation === newest && !x.busy);
+    const among = fresh.length > 0 ? fresh : pool;
+    return among.reduce((best, x) => (x.sessions < best.sessions || (x.sessions === best.sessions && x.lastUsedAt < best.lastUsedAt) ? x : best));
+  };
+  let seed = 7;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  for (let i = 0; i < 2000; i++) {
+    const ps = Array.from({ length: 1 + rand(5) }, (_, j) =>
+      p(j + 1, { generation: 1 + rand(3), sessions: rand(3), lastUsedAt: rand(3), available: rand(4) > 0, busy: rand(3) === 0 }),
+    );
+    const avoid = rand(2) === 0 ? undefined : 1 + rand(5);
+    assert.equal(pickProcess(ps, avoid)?.pid, reference(ps, avoid)?.pid);
+  }
+});
