@@ -6,29 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { fixed, median } from './lib/stats';
-
-interface PerRound {
-  round: number;
-  requestsPerSec: number;
-  ratio: number;
-  latencyP50Ms: number;
-  latencyP99Ms: number;
-  failed: number;
-  otherCores: number;
-}
-
-interface FrontSummary {
-  label: string;
-  requestsPerSec: number;
-  ratio: number;
-  latencyP50Ms: number;
-  latencyP99Ms: number;
-  p99OverDirectMs: number;
-  frontUsPerRequest: number;
-  appUsPerRequest: number;
-  failed: number;
-  perRound: PerRound[];
-}
+import type { FrontSummary } from './lib/summary';
 
 interface ResultFile {
   startedAt: string;

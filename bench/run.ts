@@ -21,6 +21,7 @@ import { CpuMeter, type CpuUse } from './lib/cpu';
 import { chooseLoadGenerator, type LoadGenerator, type LoadResult } from './lib/load';
 import { httpGet, mb, readRss, REPO_ROOT, RESULTS_DIR, runMain, sampleRss, sleep, type Resources } from './lib/processes';
 import { fixed, median, table } from './lib/stats';
+import type { FrontSummary } from './lib/summary';
 
 const APPS: Record<string, string> = { hello: 'hello app (tiny response)', cpu: 'app with ~1 ms CPU per request' };
 
@@ -67,20 +68,6 @@ interface RunRecord {
   holdfastPeakRssBytes?: number;
 }
 
-interface FrontSummary {
-  label: string;
-  requestsPerSec: number;
-  ratio: number;
-  latencyP50Ms: number;
-  latencyP99Ms: number;
-  /** Median over rounds of (this front's p99 - direct's p99 in the same round). */
-  p99OverDirectMs: number;
-  /** Medians of CPU µs per request spent by the front itself, and by the app processes. */
-  frontUsPerRequest: number;
-  appUsPerRequest: number;
-  failed: number;
-  perRound: Array<{ round: number; requestsPerSec: number; ratio: number; latencyP50Ms: number; latencyP99Ms: number; failed: number; frontUsPerRequest: number; otherCores: number }>;
-}
 
 interface HoldfastMemory {
   idleAfterStartRssBytes: number;
