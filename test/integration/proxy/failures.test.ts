@@ -198,36 +198,41 @@ test('a visitor that disconnects mid-upload frees its session and does not distu
   }
 });
 
-test('a visitor that disconnects mid-response frees its session and the app sees the connection end', async () => {
-  let appSawClose = false;
-  const rig = await startRig({
-    upstreams: [
-      (_req, res) => {
-        const timer = setInterval(() => res.write('tick\n'), 10);
-        res.on('close', () => {
-          clearInterval(timer);
-          appSawClose = true;
-        });
-      },
-    ],
-  });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port: rig.port, agent: false }, (res) => {
-        res.once('data', () => {
-          req.destroy();
-          resolve();
-        });
-      });
-      req.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
+for (const synchronous of [false, true]) {
+  test(`a visitor that disconnects mid-response frees its session once and the app sees the connection end (${synchronous ? 'synchronous' : 'queued'} route)`, async () => {
+    let appSawClose = false;
+    const rig = await startRig({
+      synchronous,
+      upstreams: [
+        (_req, res) => {
+          const timer = setInterval(() => res.write('tick\n'), 10);
+          res.on('close', () => {
+            clearInterval(timer);
+            appSawClose = true;
+          });
+        },
+      ],
     });
-    await rig.sessions.closedCount(1);
-    await eventually(() => appSawClose, 2_000, 'the app to see its response aborted');
-    assert.equal(rig.proxy.inFlight(), 0);
-  } finally {
-    await rig.close();
-  }
-});
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port: rig.port, agent: false }, (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        });
+        req.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
+      });
+      await rig.sessions.closedCount(1);
+      await eventually(() => appSawClose, 2_000, 'the app to see its response aborted');
+      assert.equal(rig.proxy.inFlight(), 0);
+      assert.deepEqual(rig.sessions.doubleCloses, []);
+      assert.equal(rig.done[0]!.statusCode, 200, 'the answer had begun');
+    } finally {
+      await rig.close();
+    }
+  });
+}
 
 test('a visitor that goes away while queued aborts its acquire and never gets a session', async () => {
   const rig = await startRig({ upstreams: [ok] });
