@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { AppDir, appSource } from '../helpers/apps';
-import { Holdfast, get, waitFor } from '../helpers/holdfast';
+import { Holdfast, get, waitFor, stopClean } from '../helpers/holdfast';
 import { REPO_ROOT } from '../helpers/paths';
 
 // Run inside the page (the project compiles without the DOM library).
@@ -148,9 +148,7 @@ test('the status page shows the processes, a live chart, restart progress, and t
     await waitFor('the browser to go', () => processesUsing(browser.userDataDir).length === 0, 10_000).catch(() => undefined);
     assert.deepEqual(processesUsing(browser.userDataDir), [], 'no browser process is left');
     rmSync(browser.userDataDir, { recursive: true, force: true });
-    const { code, leftover } = await hf.stop();
-    assert.equal(code, 0);
-    assert.deepEqual(leftover, []);
+    await stopClean(hf);
     app.remove();
   }
 });
@@ -188,9 +186,7 @@ test('without the token the page says how to get in; when holdfast goes away and
     await waitFor('the browser to go', () => processesUsing(browser.userDataDir).length === 0, 10_000).catch(() => undefined);
     assert.deepEqual(processesUsing(browser.userDataDir), []);
     rmSync(browser.userDataDir, { recursive: true, force: true });
-    const { code, leftover } = await hf.stop();
-    assert.equal(code, 0);
-    assert.deepEqual(leftover, []);
+    await stopClean(hf);
     app.remove();
   }
 });

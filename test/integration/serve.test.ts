@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Holdfast, get, pidAlive, runCli, waitFor } from '../helpers/holdfast';
+import { Holdfast, get, pidAlive, runCli, waitFor, stopClean } from '../helpers/holdfast';
 import { CLI, REPO_ROOT, fixtureApp } from '../helpers/paths';
 
 test('serves the bundled example app', async () => {
@@ -17,9 +17,7 @@ test('serves the bundled example app', async () => {
     assert.match(r.body, /Hello from holdfast/);
     assert.ok(r.headers['x-request-id'], 'a request id comes back');
   } finally {
-    const { code, leftover } = await hf.stop();
-    assert.equal(code, 0);
-    assert.deepEqual(leftover, []);
+    await stopClean(hf);
   }
 });
 
@@ -32,9 +30,7 @@ test('serves an unmodified Express app that calls app.listen(4567) with two proc
     const pids = new Set(replies.map((r) => /pid (\d+)/.exec(r.body)![1]));
     assert.equal(pids.size, 2, `both processes answered: ${[...pids].join(', ')}`);
   } finally {
-    const { code, leftover } = await hf.stop();
-    assert.equal(code, 0);
-    assert.deepEqual(leftover, []);
+    await stopClean(hf);
   }
 });
 
@@ -71,9 +67,7 @@ test('an app with a syntax error gets a plain 503 in production with nothing int
     const logged = await hf.waitForLog('the spawn error in the log', (l) => l.error_id === id);
     assert.match(logged.msg, /SyntaxError/);
   } finally {
-    const { code, leftover } = await hf.stop();
-    assert.equal(code, 0);
-    assert.deepEqual(leftover, []);
+    await stopClean(hf);
   }
 });
 
@@ -86,9 +80,7 @@ test('in development the error page shows the SyntaxError, the exit code, the co
     assert.match(r.body, /exit(ed)?( with)? code|exit code/i);
     assert.match(r.body, /app\.js/);
   } finally {
-    const { code, leftover } = await hf.stop();
-    assert.equal(code, 0);
-    assert.deepEqual(leftover, []);
+    await stopClean(hf);
   }
 });
 

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { AppDir } from '../helpers/apps';
-import { Holdfast, get } from '../helpers/holdfast';
+import { Holdfast, get, stopClean } from '../helpers/holdfast';
 import { parsePrometheusText, valueOf } from '../helpers/prometheus';
 
 function tokenOf(hf: Holdfast, which: 'read_token' | 'admin_token'): string {
@@ -77,9 +77,7 @@ test('the status page needs the read-only token; ?token= becomes an HttpOnly Sam
     assert.equal(cli.code, 0, cli.stderr);
     assert.equal(cli.stdout, `${base}?token=${read}\n`);
   } finally {
-    const { code, leftover } = await hf.stop();
-    assert.equal(code, 0);
-    assert.deepEqual(leftover, []);
+    await stopClean(hf);
     app.remove();
   }
   assert.ok(await refused(port), 'the status port is closed');
@@ -93,9 +91,7 @@ test('holdfast status --page of an instance without a status page says how to ge
     assert.equal(r.code, 1);
     assert.equal(r.stderr, `holdfast: instance "${hf.name}" has no status page; start it with --status-address 127.0.0.1:PORT (or status_address in holdfast.json)\n`);
   } finally {
-    const { code, leftover } = await hf.stop();
-    assert.equal(code, 0);
-    assert.deepEqual(leftover, []);
+    await stopClean(hf);
     app.remove();
   }
 });

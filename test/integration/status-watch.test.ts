@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { watchStatus } from '../../src/cli/status';
 import { AppDir } from '../helpers/apps';
-import { Holdfast, pidAlive, waitFor } from '../helpers/holdfast';
+import { Holdfast, pidAlive, waitFor, stopClean } from '../helpers/holdfast';
 import { CLI } from '../helpers/paths';
 
 test('status --watch into a pipe writes one full picture per second until it is stopped', async () => {
@@ -30,9 +30,7 @@ test('status --watch into a pipe writes one full picture per second until it is 
     const { code } = await exited;
     assert.equal(code, 0, 'SIGTERM (like Ctrl-C) ends it cleanly');
     assert.equal(pidAlive(watch.pid!), false);
-    const { code: hfCode, leftover } = await hf.stop();
-    assert.equal(hfCode, 0);
-    assert.deepEqual(leftover, []);
+    await stopClean(hf);
     app.remove();
   }
 });
@@ -66,9 +64,7 @@ test('status --watch on a terminal redraws from the top left, fits the screen, a
     }
   } finally {
     ac.abort();
-    const { code, leftover } = await hf.stop();
-    assert.equal(code, 0);
-    assert.deepEqual(leftover, []);
+    await stopClean(hf);
     app.remove();
   }
 });
