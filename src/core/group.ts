@@ -237,10 +237,14 @@ export class Group implements SessionSource {
         sessions: p.sessions,
         lastUsedAt: p.lastUsedAt,
         available: this.takesSessions(p, now),
-        busy: isBusy({ sessions: p.sessions, eventLoopUtilization: p.eventLoopUtilization() }, this.options),
+        busy: this.busy(p),
       });
     }
     return pickProcess(views, avoidPid)?.process;
+  }
+
+  private busy(p: AppProcess): boolean {
+    return isBusy({ sessions: p.sessions, eventLoopUtilization: p.eventLoopUtilization() }, this.options);
   }
 
   private takesSessions(p: AppProcess, now: number): boolean {
@@ -325,7 +329,7 @@ export class Group implements SessionSource {
       if (p.state === 'spawning') spawning++;
       else if (p.state === 'enabled') {
         enabled++;
-        if (!this.takesSessions(p, now) || isBusy({ sessions: p.sessions, eventLoopUtilization: p.eventLoopUtilization() }, this.options)) busyEnabled++;
+        if (!this.takesSessions(p, now) || this.busy(p)) busyEnabled++;
       }
     }
     if (spawning > 0) return;
@@ -337,8 +341,8 @@ export class Group implements SessionSource {
         busyEnabled,
         waiting: this.waiters.length,
         poolRoom: this.poolRoom.room(),
-        resisting: false,
-        restarting: false,
+        resisting: this.resistingState !== undefined,
+        restarting: this.restartState !== undefined,
         backingOff,
       },
       this.options,
