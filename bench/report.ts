@@ -25,7 +25,7 @@ interface ResultFile {
   }>;
 }
 
-const FRONTS = ['direct', 'holdfast', 'nginx'];
+const FRONTS = ['direct', 'holdfast', 'holdfast-proxy', 'nginx'];
 const mb = (b: number | undefined) => (b === undefined || !Number.isFinite(b) ? 'n/a' : (b / 1024 / 1024).toFixed(0));
 const row = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
 
@@ -87,7 +87,7 @@ function sideBySide(files: readonly ResultFile[]): string {
   };
   const front = (r: ResultFile, app: string, name: string) => r.apps.find((a) => a.app === app)?.fronts[name];
   for (const app of ['hello', 'cpu']) {
-    for (const name of ['holdfast', 'nginx']) line(`${app}: ${name} ratio`, (r) => front(r, app, name)?.ratio, 2);
+    for (const name of ['holdfast', 'holdfast-proxy', 'nginx']) line(`${app}: ${name} ratio`, (r) => front(r, app, name)?.ratio, 2);
     line(`${app}: direct req/s`, (r) => front(r, app, 'direct')?.requestsPerSec, 0);
     line(`${app}: holdfast req/s`, (r) => front(r, app, 'holdfast')?.requestsPerSec, 0);
     line(`${app}: holdfast p99 − direct p99 (ms)`, (r) => front(r, app, 'holdfast')?.p99OverDirectMs, 2);

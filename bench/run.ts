@@ -132,6 +132,9 @@ async function benchApp(resources: Resources, loadgen: LoadGenerator, nginx: Ngi
     fronts.push(await startDirect(resources, app));
     const holdfast = await startHoldfast(resources, app);
     fronts.push(holdfast);
+    // The same holdfast with every request proxied: the hand-off is measured against it in each round.
+    const proxyOnly = await startHoldfast(resources, app, { handoff: false });
+    fronts.push(proxyOnly);
     if (nginx) fronts.push(await startNginx(resources, nginx, app));
     for (const f of fronts) {
       const r = await httpGet(f.url('/'));
@@ -145,7 +148,7 @@ async function benchApp(resources: Resources, loadgen: LoadGenerator, nginx: Ngi
 
     for (const f of fronts) {
       const w = await measure(loadgen, f, settings.warmupSeconds);
-      say(`warm-up   ${f.name.padEnd(8)} ${describeRun(w.result)}`);
+      say(`warm-up   ${f.name.padEnd(14)} ${describeRun(w.result)}`);
     }
 
     const logLinesBefore = holdfast.logLines();
@@ -154,11 +157,11 @@ async function benchApp(resources: Resources, loadgen: LoadGenerator, nginx: Ngi
       // Rotate who goes first, so no front always runs right after the same other one.
       const order = fronts.map((_, i) => fronts[(i + round - 1) % fronts.length]!);
       for (const f of order) {
-        const m = await measure(loadgen, f, settings.seconds, f === holdfast ? holdfast : undefined);
+        const m = await measure(loadgen, f, settings.seconds, f === holdfast ? holdfast : f === proxyOnly ? proxyOnly : undefined);
         const record: RunRecord = { round, front: f.name, result: m.result, cpu: m.cpu };
         if (m.peakRssBytes !== undefined) record.holdfastPeakRssBytes = m.peakRssBytes;
         runs.push(record);
-        say(`round ${round}   ${f.name.padEnd(8)} ${describeRun(m.result)}${m.peakRssBytes !== undefined ? `  holdfast RSS peak ${mb(m.peakRssBytes)}` : ''}`);
+        say(`round ${round}   ${f.name.padEnd(14)} ${describeRun(m.result)}${m.peakRssBytes !== undefined ? `  holdfast RSS peak ${mb(m.peakRssBytes)}` : ''}`);
         say(`                   ${describeCpu(m.cpu)}`);
       }
       const direct = runs.find((r) => r.round === round && r.front === 'direct')!.result.requestsPerSec;
@@ -187,7 +190,7 @@ async function benchApp(resources: Resources, loadgen: LoadGenerator, nginx: Ngi
     say(`holdfast requests per app process: ${requestsPerAppProcess.map((p) => `pid ${p.pid}: ${p.processed}`).join(', ') || 'n/a'}`);
     if (logLinesDuringLoad > 0) say(`note: holdfast wrote ${logLinesDuringLoad} log lines during the measured runs`);
 
-    if (app === 'hello' && settings.bodies) report.bodies = await benchBodies(loadgen, fronts[0]!, holdfast);
+    if (app === 'hello' && settings.bodies) report.bodies = await benchBodies(loadgen, fronts[0]!, [holdfast, proxyOnly]);
     return report;
   } finally {
     for (const f of fronts.reverse()) await f.stop();
@@ -195,12 +198,13 @@ async function benchApp(resources: Resources, loadgen: LoadGenerator, nginx: Ngi
 }
 
 /** Large bodies both ways, direct and through holdfast: throughput, and holdfast's RSS meanwhile. */
-async function benchBodies(loadgen: LoadGenerator, direct: Front, holdfast: HoldfastFront): Promise<NonNullable<AppReport['bodies']>> {
+async function benchBodies(loadgen: LoadGenerator, direct: Front, holdfasts: readonly HoldfastFront[]): Promise<NonNullable<AppReport['bodies']>> {
   say(`-- large bodies: GET /big (${mb(settings.bigBytes)} responses), POST /upload (${mb(settings.uploadBytes)} requests), ${settings.connections} connections --`);
   const runs: BodyRun[] = [];
   for (const direction of ['download', 'upload'] as const) {
-    for (const f of [direct, holdfast]) {
-      const sampler = f === holdfast ? sampleRss(holdfast.pid) : undefined;
+    for (const f of [direct, ...holdfasts]) {
+      const h = holdfasts.find((x) => x === f);
+      const sampler = h ? sampleRss(h.pid) : undefined;
       let result: LoadResult;
       try {
         result = await loadgen.run({
@@ -219,7 +223,7 @@ async function benchBodies(loadgen: LoadGenerator, direct: Front, holdfast: Hold
       if (peak !== undefined) run.holdfastPeakRssBytes = peak;
       runs.push(run);
       const mbps = direction === 'download' ? result.bytesPerSec : result.requestsPerSec * settings.uploadBytes;
-      say(`${direction.padEnd(8)}  ${f.name.padEnd(8)} ${fixed(result.requestsPerSec, 1).padStart(7)} req/s  ${fixed(mbps / 1024 / 1024, 0).padStart(5)} MB/s  p99 ${fixed(result.latencyP99Ms, 0)} ms${result.failed ? `  FAILED ${result.failed}` : ''}${peak !== undefined ? `  holdfast RSS peak ${mb(peak)}` : ''}`);
+      say(`${direction.padEnd(8)}  ${f.name.padEnd(14)} ${fixed(result.requestsPerSec, 1).padStart(7)} req/s  ${fixed(mbps / 1024 / 1024, 0).padStart(5)} MB/s  p99 ${fixed(result.latencyP99Ms, 0)} ms${result.failed ? `  FAILED ${result.failed}` : ''}${peak !== undefined ? `  holdfast RSS peak ${mb(peak)}` : ''}`);
     }
   }
   return { runs, holdfastPeakRssBytes: Math.max(...runs.map((r) => r.holdfastPeakRssBytes ?? 0)) };
@@ -257,7 +261,7 @@ function summarize(fronts: readonly Front[], runs: readonly RunRecord[]): Partia
 }
 
 function printSummary(reports: readonly AppReport[], loadgen: LoadGenerator): void {
-  const names: FrontName[] = ['direct', 'holdfast', 'nginx'];
+  const names: FrontName[] = ['direct', 'holdfast', 'holdfast-proxy', 'nginx'];
   const present = names.filter((n) => reports.some((r) => r.fronts[n]));
   const labelOf = (n: FrontName) => reports.map((r) => r.fronts[n]?.label).find(Boolean) ?? n;
 

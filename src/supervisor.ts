@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAdminServer, type AdminServer } from './admin/server';
 import { createInstance, type Instance } from './admin/instance';
-import { createMetrics } from './admin/metrics';
+import { createMetrics, type Metrics } from './admin/metrics';
 import { startWebListeners } from './admin/web';
 import type { HoldfastConfig } from './config/types';
 import { systemClock } from './core/clock';
@@ -16,7 +16,8 @@ import { Pool } from './core/pool';
 import { DEFAULT_BUSY_EVENT_LOOP_UTILIZATION, DEFAULT_BUSY_SESSIONS } from './core/scaling';
 import { HoldfastError } from './errors';
 import type { LogHandle, Logger } from './log/logger';
-import { createProxy, type Proxy } from './proxy/server';
+import { DURATION_BUCKETS } from './admin/metrics';
+import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, createProxy, type Proxy } from './proxy/server';
 import { ChildSpawner, resolveNodeEntry } from './spawn/child-spawner';
 import { startWatchdog } from './spawn/watchdog';
 import { VERSION } from './version';
@@ -78,6 +79,9 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     cleanups.push(() => watchdog.close());
 
     const appLogger = logger.child({ app: config.name });
+    // The hand-off path needs the hook (a Node app) and per-connection balancing (no concurrency limit).
+    const handoff = config.connectionHandoff && config.appStartCommand === undefined && config.concurrency === 0;
+    let metrics: Metrics | undefined;
     const spawner = new ChildSpawner({
       appDir: config.appDir,
       ...(config.appStartCommand !== undefined ? { appStartCommand: config.appStartCommand } : {}),
@@ -88,10 +92,24 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
       socketDir,
       watchdog,
       onOutput: (line, meta) => appLogger.info({ app_pid: meta.pid, stream: meta.stream }, line),
+      ...(handoff
+        ? {
+            handoff: {
+              requestIdHeader: 'x-request-id',
+              readinessPath: config.readinessPath ?? null,
+              maxRequests: config.maxRequests,
+              headersTimeoutMs: DEFAULT_HEADERS_TIMEOUT_MS,
+              requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
+              keepAliveTimeoutMs: DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+              buckets: DURATION_BUCKETS,
+            },
+            onRequestStats: (stats) => metrics?.handedOffRequests(stats),
+          }
+        : {}),
     });
 
     const pool = new Pool(config.maxPoolSize);
-    const metrics = createMetrics({ snapshot: () => pool.snapshot(), version: VERSION, instance: instance.name });
+    metrics = createMetrics({ snapshot: () => pool.snapshot(), flush: () => group.flushHandedOff(), version: VERSION, instance: instance.name });
     let proxy: Proxy | undefined;
     const group = new Group(
       {
@@ -127,6 +145,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
 
     proxy = createProxy({
       sessions: group,
+      ...(handoff ? { connections: group } : {}),
       environment: config.environment,
       logger,
       onRequestDone: (info) => metrics.requestDone(info),
@@ -238,11 +257,11 @@ function groupLogger(log: Logger, proxy: () => Proxy | undefined): GroupObserver
       ),
     processDraining: (p, reason) => {
       forget(p);
-      log.info({ app_pid: p.pid, generation: p.generation, reason, sessions: p.sessions }, `draining app process ${p.pid} (${reason})`);
+      log.info({ app_pid: p.pid, generation: p.generation, reason, sessions: p.load(), connections: p.connections }, `draining app process ${p.pid} (${reason})`);
     },
     processStopped: (p, reason, exit) => {
       forget(p);
-      log.info({ app_pid: p.pid, generation: p.generation, reason, exit_code: exit.code, signal: exit.signal, processed: p.processed }, `app process ${p.pid} stopped (${reason})`);
+      log.info({ app_pid: p.pid, generation: p.generation, reason, exit_code: exit.code, signal: exit.signal, processed: p.requestsSeen() }, `app process ${p.pid} stopped (${reason})`);
     },
     processDied: (p, exit) => {
       forget(p);

@@ -8,7 +8,8 @@ import type { CpuParties } from './cpu';
 import { which } from './load';
 import { alive, APPS_DIR, CLI, freePort, readLines, REPO_ROOT, type Resources, sleep, waitForHttp } from './processes';
 
-export type FrontName = 'direct' | 'holdfast' | 'nginx';
+/** holdfast: the default (Node apps take whole connections); holdfast-proxy: connection_handoff off, every request proxied. */
+export type FrontName = 'direct' | 'holdfast' | 'holdfast-proxy' | 'nginx';
 
 export interface Front {
   readonly name: FrontName;
@@ -68,11 +69,12 @@ export interface HoldfastStatus {
 export async function startHoldfast(
   resources: Resources,
   app: string,
-  options: { nodeArgs?: string[]; instances?: number } = {},
+  options: { nodeArgs?: string[]; instances?: number; handoff?: boolean } = {},
 ): Promise<HoldfastFront> {
   const instances = options.instances ?? 2;
+  const handoff = options.handoff ?? true;
   const registryDir = resources.tempDir('hf-bench-reg-');
-  const name = `bench-${app}-${process.pid}`;
+  const name = `bench-${app}-${handoff ? '' : 'proxy-'}${process.pid}`;
   const env = { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registryDir };
   // Log level info: holdfast logs lifecycle events at info and nothing per request, so this costs
   // nothing under load (the bench counts the lines written during the runs to keep that true), and
@@ -89,6 +91,7 @@ export async function startHoldfast(
     '--environment', 'production',
     '--log-level', 'info',
     '--name', name,
+    ...(handoff ? [] : ['--no-connection-handoff']),
   ];
   const child = resources.spawn(process.execPath, args, { env, cwd: REPO_ROOT });
   let port = 0;
@@ -130,8 +133,8 @@ export async function startHoldfast(
   await waitForHttp(urlOf(port), START_TIMEOUT_MS, child);
 
   return {
-    name: 'holdfast',
-    label: `holdfast ${version}, ${instances} processes`,
+    name: handoff ? 'holdfast' : 'holdfast-proxy',
+    label: `holdfast ${version}, ${instances} processes${handoff ? '' : ', proxy only'}`,
     port,
     pid: child.pid!,
     version,

@@ -6,7 +6,8 @@
 // Gauges are read from one pool snapshot per scrape, so that every gauge of a scrape agrees with
 // the others (processes by state add up to the process count of the same instant).
 
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
+import type { RequestStats } from '../core/spawner';
 import type { PoolSnapshot, ProcessState, RestartKind, RestartOutcomeKind } from '../core/control';
 import type { GroupObserver, SpawnCause } from '../core/group';
 import type { SpawnErrorDetails } from '../errors';
@@ -23,10 +24,12 @@ export interface Metrics {
   readonly contentType: string;
   /** The proxy's onRequestDone. */
   requestDone(info: RequestDoneInfo): void;
+  /** Counts an app process reported for requests on handed-off connections (deltas). */
+  handedOffRequests(stats: RequestStats): void;
   /** `inner`, with counting added: what the supervisor gives the group as its observer. */
   observe(app: string, inner?: GroupObserver): GroupObserver;
-  /** Requests answered since start, every status; the status page draws requests/s from it. */
-  requestsTotal(): number;
+  /** Requests answered since start, every status (fresh counts from the app processes); the status page draws requests/s from it. */
+  requestsTotal(): Promise<number>;
   /** The exposition text, gauges read from a fresh snapshot. */
   text(): Promise<string>;
   /** GET /metrics, for the read-only token (an AdminRoute, also served by the web listeners). */
@@ -35,6 +38,8 @@ export interface Metrics {
 
 export interface MetricsOptions {
   snapshot(): PoolSnapshot;
+  /** Asks the app processes for their latest counts of handed-off requests before a scrape. */
+  flush?(): Promise<void>;
   version: string;
   instance: string;
 }
@@ -50,6 +55,44 @@ const RESTART_OUTCOMES: readonly RestartOutcomeKind[] = ['succeeded', 'failed', 
 /** Zero-filled for the serving generation; a process being started is in holdfast_spawning_processes. */
 const LISTED_STATES: readonly ProcessState[] = ['enabled', 'draining'];
 
+/**
+ * The request duration histogram, plus what app processes observed themselves on handed-off
+ * connections (reported as bucket counts: prom-client has no way to add those to a Histogram).
+ */
+class MergedHistogram extends Histogram {
+  private readonly reported: number[];
+  private reportedSum = 0;
+  private reportedCount = 0;
+
+  constructor(configuration: ConstructorParameters<typeof Histogram>[0] & { buckets: number[] }) {
+    super(configuration);
+    this.reported = new Array<number>(configuration.buckets.length + 1).fill(0);
+  }
+
+  /** buckets: per bucket, non-cumulative, the last past every bound. */
+  add(buckets: readonly number[], sum: number, count: number): void {
+    for (let i = 0; i < this.reported.length && i < buckets.length; i++) this.reported[i]! += buckets[i]!;
+    this.reportedSum += sum;
+    this.reportedCount += count;
+  }
+
+  // What both get() and the registry's text rendering read (prom-client 15 calls it by this name).
+  async getForPromString(): Promise<MetricObjectWithValues<MetricValueWithName<string>>> {
+    const base = (Histogram.prototype as unknown as { getForPromString(this: Histogram): Promise<MetricObjectWithValues<MetricValueWithName<string>>> }).getForPromString;
+    const object = await base.call(this);
+    let cumulative = 0;
+    let bucket = 0;
+    for (const v of object.values) {
+      if (v.metricName?.endsWith('_bucket')) {
+        cumulative += this.reported[bucket++] ?? 0;
+        v.value += cumulative;
+      } else if (v.metricName?.endsWith('_sum')) v.value += this.reportedSum;
+      else if (v.metricName?.endsWith('_count')) v.value += this.reportedCount;
+    }
+    return object;
+  }
+}
+
 export function createMetrics(opts: MetricsOptions): Metrics {
   const registry = new Registry();
   const registers = [registry];
@@ -62,7 +105,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
     labelNames: ['status_class'] as const,
     registers,
   });
-  const duration = new Histogram({
+  const duration = new MergedHistogram({
     name: 'holdfast_request_duration_seconds',
     help: 'Time from a request arriving to the last byte of its answer, queueing included.',
     buckets: DURATION_BUCKETS,
@@ -156,6 +199,14 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       requestsByClass[cls >= 1 && cls <= 5 ? cls - 1 : 4]!.inc();
       duration.observe(Math.max(0, durationMs) / 1000);
     },
+    handedOffRequests(stats) {
+      for (let i = 0; i < STATUS_CLASSES.length; i++) {
+        const n = stats.status[i] ?? 0;
+        if (n > 0) requestsByClass[i]!.inc(n);
+      }
+      answered += stats.count;
+      duration.add(stats.buckets, stats.sum, stats.count);
+    },
     observe(app, inner) {
       for (const cause of SPAWN_CAUSES) spawns.inc({ app, cause }, 0);
       for (const category of SPAWN_ERROR_CATEGORIES) spawnErrors.inc({ app, category }, 0);
@@ -185,8 +236,12 @@ export function createMetrics(opts: MetricsOptions): Metrics {
         },
       };
     },
-    requestsTotal: () => answered,
+    requestsTotal: async () => {
+      await opts.flush?.();
+      return answered;
+    },
     async text() {
+      await opts.flush?.();
       refresh(opts.snapshot());
       return registry.metrics();
     },

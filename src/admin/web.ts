@@ -119,11 +119,14 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
         res.setHeader('content-security-policy', STATUS_PAGE_CSP);
         return send(res, 200, 'text/html; charset=utf-8', STATUS_PAGE_HTML, req.method === 'HEAD');
       case '/status.json': {
-        const doc: StatusPageDocument = {
-          ...statusDocument({ control: opts.control, instance: opts.instance, version: opts.version, clock: opts.clock ?? systemClock }),
-          requests_total: opts.metrics.requestsTotal(),
-        };
-        return send(res, 200, 'application/json; charset=utf-8', JSON.stringify(doc) + '\n', req.method === 'HEAD');
+        void opts.metrics.requestsTotal().then((requestsTotal) => {
+          const doc: StatusPageDocument = {
+            ...statusDocument({ control: opts.control, instance: opts.instance, version: opts.version, clock: opts.clock ?? systemClock }),
+            requests_total: requestsTotal,
+          };
+          send(res, 200, 'application/json; charset=utf-8', JSON.stringify(doc) + '\n', req.method === 'HEAD');
+        });
+        return;
       }
       case '/metrics':
         return sendMetrics(req, res);

@@ -124,6 +124,7 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     probationMs: seconds('probation_time'),
     rollingRestarts: value('rolling_restarts'),
     resistDeploymentErrors: value('resist_deployment_errors'),
+    connectionHandoff: value('connection_handoff'),
     appStartCommand: value('app_start_command'),
     startupFile,
     envvars: { ...value<Record<string, string>>('envvars') },

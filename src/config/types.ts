@@ -28,6 +28,8 @@ export interface HoldfastConfig {
   drainTimeoutMs: number;
   rollingRestarts: boolean;
   resistDeploymentErrors: boolean;
+  /** Node apps take whole visitor connections instead of proxied requests (connection_handoff). */
+  connectionHandoff: boolean;
   appStartCommand: string | undefined;
   /** As given: relative paths are relative to the app dir (resolve it against the release dir at each spawn). */
   startupFile: string | undefined;

@@ -34,6 +34,10 @@ export class AppProcess {
   sessions = 0;
   /** Sessions served to the end. */
   processed = 0;
+  /** Visitor connections handed off to the process (the hand-off path); it holds a drain like a session. */
+  connections = 0;
+  /** servedRequests() of its connection taker when the pool last looked, to notice activity. */
+  lastServedSeen = 0;
   readyAt = 0;
   lastUsedAt = 0;
   rssBytes = 0;
@@ -73,5 +77,20 @@ export class AppProcess {
 
   eventLoopUtilization(): number | undefined {
     return this.handle?.eventLoopUtilization();
+  }
+
+  /** Requests in progress as far as the pool knows: proxied sessions plus the hand-off's recent peak. */
+  load(): number {
+    return this.sessions + (this.handle?.connections?.peakRequests() ?? 0);
+  }
+
+  /** Requests served or being served: proxied sessions plus those started on handed-off connections. */
+  requestsSeen(): number {
+    return this.processed + this.sessions + (this.handle?.connections?.servedRequests() ?? 0);
+  }
+
+  /** Nothing holds a drain: no session and no handed-off connection. */
+  drained(): boolean {
+    return this.sessions === 0 && this.connections === 0;
   }
 }

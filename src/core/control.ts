@@ -10,8 +10,11 @@ export interface ProcessSnapshot {
   pid: number;
   generation: number;
   state: ProcessState;
+  /** Requests in progress: proxied sessions plus the recent peak on handed-off connections. */
   sessions: number;
   processed: number;
+  /** Visitor connections handed off to the process (0 on the proxy path). */
+  connections: number;
   started_at: string;
   uptime_seconds: number;
   cpu_percent: number;

@@ -31,7 +31,7 @@ import { pickProcess } from './routing';
 import type { RoutableProcess } from './routing';
 import { atConcurrencyLimit, idleToClean, isBusy, recycleReason, spawnBackoffMs, spawnDecision } from './scaling';
 import type { ScalingOptions } from './scaling';
-import type { AcquireOptions, Session, SessionSource } from './session';
+import type { AcquireOptions, ConnectionLease, ConnectionSource, Session, SessionSource } from './session';
 import type { ExitInfo, Spawner } from './spawner';
 
 export interface GroupOptions extends ScalingOptions {
@@ -105,7 +105,7 @@ function abortError(): Error {
   return err;
 }
 
-export class Group implements SessionSource {
+export class Group implements SessionSource, ConnectionSource {
   readonly options: GroupOptions;
   private readonly spawner: Spawner;
   private readonly clock: Clock;
@@ -244,14 +244,90 @@ export class Group implements SessionSource {
   }
 
   private busy(p: AppProcess): boolean {
-    return isBusy({ sessions: p.sessions, eventLoopUtilization: p.eventLoopUtilization() }, this.options);
+    return isBusy({ sessions: p.load(), eventLoopUtilization: p.eventLoopUtilization() }, this.options);
+  }
+
+  // ---- handed-off connections ---------------------------------------------------------------
+
+  /**
+   * The hand-off path: a whole visitor connection for the least busy process that takes them.
+   * Balancing is per connection (fewest connections, then least recently used; the newest
+   * generation first, as for sessions); a queue or a concurrency limit needs per-request control,
+   * so then the answer is undefined and the proxy takes the connection.
+   */
+  tryAcquireConnection(): ConnectionLease | undefined {
+    if (this.closing || this.waiters.length > 0 || this.options.concurrency > 0) return undefined;
+    const now = this.clock.now();
+    const views: Array<RoutableProcess & { process: AppProcess }> = [];
+    for (const p of this.processes) {
+      if (p.state !== 'enabled' || !p.handle?.connections) continue;
+      views.push({
+        process: p,
+        pid: p.pid,
+        generation: p.generation,
+        sessions: p.connections,
+        lastUsedAt: p.lastUsedAt,
+        available: this.takesSessions(p, now),
+        busy: this.busy(p),
+      });
+    }
+    const p = pickProcess(views, undefined)?.process;
+    if (!p) return undefined;
+    const taker = p.handle!.connections!;
+    p.connections++;
+    p.lastUsedAt = now;
+    this.maybeScale();
+    return {
+      pid: p.pid,
+      generation: p.generation,
+      hand: (connection, done) => {
+        let open = true;
+        taker.take(connection, (returned) => {
+          if (!open) return;
+          open = false;
+          this.connectionEnded(p);
+          done(returned);
+        });
+      },
+    };
+  }
+
+  /** Asks every process on the hand-off path for its latest request counts (metrics read them). */
+  async flushHandedOff(): Promise<void> {
+    await Promise.all(this.processes.map((p) => p.handle?.connections?.flush()));
+  }
+
+  private connectionEnded(p: AppProcess): void {
+    p.connections--;
+    p.lastUsedAt = this.clock.now();
+    if (p.state === 'draining' && p.drained()) this.releaseDrainWaiters(p);
+  }
+
+  /** Recycles the process when it reached max_requests (the process said so, or the pool noticed); true when it does. */
+  private checkRequestLimit(p: AppProcess): boolean {
+    if (p.state !== 'enabled' || this.resistingState || this.options.maxRequests <= 0) return false;
+    if (p.requestsSeen() < this.options.maxRequests) return false;
+    void this.stopProcess(p, 'max_requests');
+    return true;
+  }
+
+  /**
+   * Kept-alive connections stay where they were handed: when a process joins, those of fuller
+   * processes that are at rest come back and are handed again, to the least loaded.
+   */
+  private rebalanceConnections(): void {
+    const takers = this.enabled().filter((p) => p.handle?.connections);
+    if (takers.length < 2) return;
+    const total = takers.reduce((n, p) => n + p.connections, 0);
+    const fair = Math.ceil(total / takers.length);
+    for (const p of takers) if (p.connections > fair) p.handle!.connections!.shed(fair);
   }
 
   private takesSessions(p: AppProcess, now: number): boolean {
     if (p.state !== 'enabled' || now < p.unreachableUntil) return false;
     if (atConcurrencyLimit(p, this.options)) return false;
     // A process never starts more sessions than max_requests allows (recycling is off while resisting).
-    if (this.options.maxRequests > 0 && !this.resistingState && p.processed + p.sessions >= this.options.maxRequests) return false;
+    if (this.options.maxRequests > 0 && !this.resistingState && p.requestsSeen() >= this.options.maxRequests) return false;
     return true;
   }
 
@@ -277,12 +353,9 @@ export class Group implements SessionSource {
     p.lastUsedAt = now;
     if (unreachable) p.unreachableUntil = now + UNREACHABLE_BACKOFF_MS;
     else p.processed++;
-    if (p.sessions === 0 && p.state === 'draining') this.releaseDrainWaiters(p);
+    if (p.state === 'draining' && p.drained()) this.releaseDrainWaiters(p);
     // Only max_requests is decided per request; memory_limit is decided where RSS is sampled.
-    if (p.state === 'enabled' && !this.resistingState && this.options.maxRequests > 0 && recycleReason(p, { maxRequests: this.options.maxRequests, memoryLimitBytes: 0 }) === 'max_requests') {
-      // stop() resolves later; its failures are impossible (terminate never rejects)
-      void this.stopProcess(p, 'max_requests');
-    }
+    this.checkRequestLimit(p);
     this.dispatch();
     this.maybeScale();
   }
@@ -395,6 +468,8 @@ export class Group implements SessionSource {
       this.backoffUntil = 0;
       this.watchExit(p);
       this.watchProbation(p);
+      handle.connections?.onLimit(() => this.checkRequestLimit(p));
+      this.rebalanceConnections();
       this.observer.spawned?.(p, { cause, durationMs: p.readyAt - p.spawnStartedAt });
       this.dispatch();
       this.maybeScale();
@@ -555,6 +630,7 @@ export class Group implements SessionSource {
     if (p.state === 'stopped') return Promise.resolve();
     p.stopReason = reason;
     p.transition('draining');
+    p.handle!.connections?.drain();
     this.observer.processDraining?.(p, reason);
     p.stopping = (async () => {
       await this.drained(p, this.options.drainTimeoutMs);
@@ -569,7 +645,7 @@ export class Group implements SessionSource {
   }
 
   private drained(p: AppProcess, timeoutMs: number): Promise<void> {
-    if (p.sessions === 0) return Promise.resolve();
+    if (p.drained()) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = this.clock.setTimeout(finish, timeoutMs);
       const list = this.drainWaiters.get(p) ?? [];
@@ -601,7 +677,17 @@ export class Group implements SessionSource {
     if (!this.resistingState && !this.restartState) {
       const now = this.clock.now();
       const enabled = this.enabled();
-      const ids = new Set(idleToClean(enabled, now, this.options));
+      for (const p of enabled) {
+        // Requests on handed-off connections are only seen as counts: activity is use.
+        const taker = p.handle?.connections;
+        if (!taker) continue;
+        const served = taker.servedRequests();
+        if (served !== p.lastServedSeen || taker.peakRequests() > 0) p.lastUsedAt = now;
+        p.lastServedSeen = served;
+        this.checkRequestLimit(p);
+      }
+      const idle = enabled.filter((p) => p.state === 'enabled').map((p) => ({ id: p.id, sessions: p.load(), lastUsedAt: p.lastUsedAt }));
+      const ids = new Set(idleToClean(idle, now, this.options));
       for (const p of enabled) if (ids.has(p.id)) void this.stopProcess(p, 'idle');
     }
     this.dispatch();
@@ -809,6 +895,7 @@ export class Group implements SessionSource {
     for (const p of this.processes) {
       if (p.state === 'stopped') fail(`stopped process #${p.id} still listed`);
       if (p.sessions < 0) fail(`process #${p.id} has ${p.sessions} sessions`);
+      if (p.connections < 0) fail(`process #${p.id} has ${p.connections} connections`);
       if (p.state === 'spawning' && (p.handle || p.sessions !== 0)) fail(`spawning process #${p.id} has a handle or sessions`);
       if (p.state !== 'spawning' && !p.handle) fail(`process #${p.id} is ${p.state} without a handle`);
     }
@@ -842,14 +929,15 @@ function processSnapshot(p: AppProcess, now: number): ProcessSnapshot {
     pid: p.pid,
     generation: p.generation,
     state: p.state,
-    sessions: p.sessions,
-    processed: p.processed,
+    sessions: p.load(),
+    processed: p.processed + (p.handle?.connections?.servedRequests() ?? 0),
+    connections: p.connections,
     started_at: new Date(p.readyAt || p.spawnStartedAt).toISOString(),
     uptime_seconds: p.readyAt ? Math.floor((now - p.readyAt) / 1000) : 0,
     cpu_percent: Math.round(p.cpuPercent * 10) / 10,
     rss_bytes: p.rssBytes,
     // lastUsedAt starts at readiness (for least-recently-used ties); a process that never had a session was never used.
-    last_used_at: p.processed + p.sessions > 0 ? new Date(p.lastUsedAt).toISOString() : null,
+    last_used_at: p.requestsSeen() > 0 ? new Date(p.lastUsedAt).toISOString() : null,
     release: p.handle?.release ?? '',
     commit: p.handle?.commit ?? null,
   };

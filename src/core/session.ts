@@ -35,3 +35,23 @@ export interface SessionSource {
    */
   tryAcquire?(avoidPid?: number): Session | undefined;
 }
+
+/** A visitor connection handed off whole to one process (the hand-off path). */
+export interface ConnectionLease {
+  readonly pid: number;
+  readonly generation: number;
+  /**
+   * Sends the connection to the process; done() runs once, with returned = true when the process
+   * gave it back untouched (route it again) and false when it is over. The lease ends by itself.
+   */
+  hand(connection: unknown, done: (returned: boolean) => void): void;
+}
+
+export interface ConnectionSource {
+  /**
+   * A process of the newest generation with the fewest connections that takes whole connections,
+   * when one can take it now and no request waits in the queue; undefined otherwise (the
+   * connection then goes through the proxy, which queues and answers errors).
+   */
+  tryAcquireConnection(): ConnectionLease | undefined;
+}

@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Session, SessionSource } from '../core/session';
+import type { ConnectionSource, Session, SessionSource } from '../core/session';
 import type { UpstreamTarget } from '../core/spawner';
 import { HoldfastError } from '../errors';
 import type { Logger } from '../log/logger';
@@ -13,11 +13,14 @@ import { Attempt, type AttemptContext, type AttemptOutcome, type AttemptRequest 
 import { hasRequestBody, requestIdFor, upstreamRequestHeaders } from './headers';
 import { writeRawResponse } from './raw-response';
 import { failurePage, type ProxyRuntime } from './runtime';
+import { installHandoff } from './handoff';
 import { forwardUpgrade } from './upgrade';
 import { describeTarget, UpstreamPools } from './upstream-pools';
 
 export interface ProxyOptions {
   sessions: SessionSource;
+  /** The hand-off path: whole connections go to processes that take them; the rest are proxied. */
+  connections?: ConnectionSource;
   /** 'production' hides internals on error pages; 'development' shows them. */
   environment: string;
   logger: Logger;
@@ -391,6 +394,7 @@ export function createProxy(options: ProxyOptions): Proxy {
   });
 
   server.on('error', (error) => logger.error({ err: error }, 'public server error'));
+  if (options.connections) installHandoff(server, options.connections, { closing: () => closingStarted, logger });
 
   const listen = (port: number, address: string): Promise<{ address: string; port: number }> =>
     new Promise((resolve, reject) => {

@@ -9,7 +9,8 @@ import { join, resolve } from 'node:path';
 import { HoldfastError, SpawnError, newErrorId } from '../errors';
 import type { ProcessHandle, SpawnRequest, Spawner, UpstreamTarget } from '../core/spawner';
 import { readGitCommit } from './git-commit';
-import { CHANNEL_FD, abortError, launch, type LaunchPlan } from './spawned-process';
+import type { RequestStatsListener } from './hook-channel';
+import { abortError, launch, type LaunchPlan } from './spawned-process';
 import { pickFreePort } from './tcp';
 import type { Watchdog } from './watchdog';
 
@@ -28,10 +29,27 @@ export interface ChildSpawnerOptions {
   socketDir: string;
   watchdog: Watchdog;
   onOutput?(line: string, meta: { pid: number; stream: 'stdout' | 'stderr' }): void;
+  /** Set to let Node apps take whole visitor connections (the hand-off path); the hook reads it. */
+  handoff?: HandoffSettings;
+  /** Request counts from the hand-off path, for metrics. */
+  onRequestStats?: RequestStatsListener;
+}
+
+/** What the hook needs for the hand-off path: what the proxy would otherwise have applied. */
+export interface HandoffSettings {
+  /** Lowercase. */
+  requestIdHeader: string;
+  readinessPath: string | null;
+  maxRequests: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** Upper bounds (seconds) of the request duration histogram. */
+  buckets: number[];
 }
 
 /** Read by node-hook.ts, which may import nothing of holdfast and so spells them itself. */
-export const HOOK_ENV = { socket: 'HOLDFAST_APP_SOCKET', channelFd: 'HOLDFAST_CHANNEL_FD' } as const;
+export const HOOK_ENV = { socket: 'HOLDFAST_APP_SOCKET', handoff: 'HOLDFAST_HANDOFF' } as const;
 
 /** Compiled next to this file. */
 export const NODE_HOOK_PATH = join(__dirname, 'node-hook.js');
@@ -44,7 +62,7 @@ const DEFAULT_ENTRIES = ['app.js', 'index.js', 'server.js'];
 
 // Inherited from holdfast's own environment, these would make the app's node misread fd 3
 // (an IPC channel of holdfast's parent) or believe it is a cluster worker.
-const NOT_INHERITED = ['NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE', 'NODE_UNIQUE_ID', HOOK_ENV.socket, HOOK_ENV.channelFd];
+const NOT_INHERITED = ['NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE', 'NODE_UNIQUE_ID', HOOK_ENV.socket, HOOK_ENV.handoff];
 
 function isReadableFile(path: string): boolean {
   try {
@@ -141,6 +159,7 @@ export class ChildSpawner implements Spawner {
       watchdog: this.options.watchdog,
       signal: request.signal,
       ...(this.options.onOutput ? { onOutput: this.options.onOutput } : {}),
+      ...(this.options.onRequestStats ? { onRequestStats: this.options.onRequestStats } : {}),
     });
   }
 
@@ -187,7 +206,10 @@ export class ChildSpawner implements Spawner {
       args: ['--require', NODE_HOOK_PATH, entry],
       // PORT is informational for Node apps (the hook redirects listen()), but free, so an app
       // that uses it for something else does not collide with another.
-      env: this.environmentFor(port, { [HOOK_ENV.socket]: socketPath, [HOOK_ENV.channelFd]: String(CHANNEL_FD) }),
+      env: this.environmentFor(port, {
+        [HOOK_ENV.socket]: socketPath,
+        ...(this.options.handoff ? { [HOOK_ENV.handoff]: JSON.stringify(this.options.handoff) } : {}),
+      }),
       description: `node ${entry}`,
       target: { kind: 'unix', socketPath },
       readiness: 'hook',

@@ -6,30 +6,74 @@
 // 2. It tells holdfast "ready" once that socket listens, and reports event-loop utilization.
 // 3. When holdfast goes away (its end of the channel closes, even after a SIGKILL), the app exits
 //    at once, so no app process outlives holdfast.
+// 4. The connection hand-off (docs/performance.md): when that server is an HTTP server, holdfast
+//    may send it whole visitor connections, as Node's cluster module does. The hook adds what the
+//    proxy would have added (X-Forwarded-*, the request id), counts requests for holdfast's
+//    scaling, max_requests and metrics, and when holdfast drains the process it gives back every
+//    connection at rest between two requests - holdfast keeps its own descriptor of each
+//    connection, so one given back loses nothing and goes to another process - while a request
+//    that starts during the drain is answered with Connection: close.
 //
-// Messages are newline-delimited JSON on fd 3, a socketpair holdfast created:
-//   {"type":"ready"}  {"type":"load","elu":0.42}
-// Every handle here is unref'd: the hook never keeps an app alive or changes when it exits.
+// The channel is Node's IPC channel on fd 3 (JSON messages; the connection rides along with one).
+//   hook -> holdfast: {type:'ready', handoff}  {type:'load', elu, peak, served, stats?}
+//                     {type:'closed', id}  {type:'returned', id}  {type:'stats', ...}  {type:'limit'}
+//   holdfast -> hook: {type:'holdfast:conn', id} + socket  {type:'holdfast:drain'}  {type:'holdfast:flush'}
+//                     {type:'holdfast:continue'} (max_requests reached, but keep serving)
+//                     {type:'holdfast:shed', keep} (a new process is up: give back connections at rest
+//                     down to `keep`, so that keep-alive connections spread over the grown pool)
+// At max_requests the hook stops reading new requests (connections at rest are paused) until
+// holdfast answers with drain or continue, so that a process serves no more than max_requests.
+// The channel is unref'd: the hook never keeps an app alive or changes when it exits.
 
 import fs = require('node:fs');
+import http = require('node:http');
 import net = require('node:net');
+import crypto = require('node:crypto');
 import perf_hooks = require('node:perf_hooks');
 
 const SOCKET_ENV = 'HOLDFAST_APP_SOCKET';
-const CHANNEL_ENV = 'HOLDFAST_CHANNEL_FD';
+const HANDOFF_ENV = 'HOLDFAST_HANDOFF';
 const LOAD_INTERVAL_MS = 250;
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+
+/** What holdfast tells the hook about the hand-off (JSON in HOLDFAST_HANDOFF); absent = no hand-off. */
+interface HandoffSettings {
+  requestIdHeader: string;
+  readinessPath: string | null;
+  maxRequests: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** Upper bounds (seconds) of the request duration histogram. */
+  buckets: number[];
+}
+
+const ID = Symbol('holdfast.connectionId');
+const RETURNED = Symbol('holdfast.returned');
+const STARTED = Symbol('holdfast.startedMs');
+type HandedSocket = net.Socket & { [ID]?: number; [RETURNED]?: boolean; parser?: unknown; _httpMessage?: http.ServerResponse | null };
+type TimedResponse = http.ServerResponse & { [STARTED]?: number };
+
+function readSettings(raw: string | undefined): HandoffSettings | undefined {
+  if (!raw) return undefined;
+  try {
+    return JSON.parse(raw) as HandoffSettings;
+  } catch {
+    return undefined;
+  }
+}
 
 function install(): void {
   const socketPath = process.env[SOCKET_ENV];
-  const channelFd = Number(process.env[CHANNEL_ENV]);
+  const settings = readSettings(process.env[HANDOFF_ENV]);
   // Processes the app forks inherit execArgv (so this hook) and env: without these they do nothing.
   delete process.env[SOCKET_ENV];
-  delete process.env[CHANNEL_ENV];
-  if (!socketPath || !Number.isInteger(channelFd) || channelFd < 3) return;
+  delete process.env[HANDOFF_ENV];
+  const channel = process.channel;
+  if (!socketPath || !channel || typeof process.send !== 'function') return;
+  channel.unref();
 
   let redirected = false;
-  const channel = new net.Socket({ fd: channelFd, readable: true, writable: true });
-  channel.unref();
   const leave = (): void => {
     // process.exit() skips the server's close, which is what would remove the socket file.
     if (redirected) {
@@ -41,13 +85,38 @@ function install(): void {
     }
     process.exit(1);
   };
-  channel.on('end', leave);
-  channel.on('close', leave);
-  channel.on('error', leave);
-  channel.on('data', () => undefined); // nothing is sent this way; reading is how EOF is seen
+  process.on('disconnect', leave);
 
   const send = (message: object): void => {
-    if (!channel.destroyed && channel.writable) channel.write(JSON.stringify(message) + '\n');
+    if (process.connected) process.send!(message, undefined, {}, () => undefined);
+  };
+
+  // ---- requests on handed-off connections ----
+  const sockets = new Set<HandedSocket>();
+  let draining = false;
+  /** At max_requests: connections pause at rest until holdfast says drain or continue. */
+  let holding = false;
+  /** Give back connections at rest while more than this many are open (rebalancing after a scale-up). */
+  let shedTo = Infinity;
+  let active = 0;
+  let peak = 0;
+  let served = 0;
+  let limitReported = false;
+  const buckets = settings?.buckets ?? [];
+  const statusCounts = [0, 0, 0, 0, 0];
+  const bucketCounts = new Array<number>(buckets.length + 1).fill(0);
+  let durationSum = 0;
+  let counted = 0;
+  let idleParsers: (() => unknown[]) | undefined;
+
+  const takeStats = (): object | undefined => {
+    if (counted === 0) return undefined;
+    const stats = { status: statusCounts.slice(), buckets: bucketCounts.slice(), sum: durationSum, count: counted };
+    statusCounts.fill(0);
+    bucketCounts.fill(0);
+    durationSum = 0;
+    counted = 0;
+    return stats;
   };
 
   let previous = perf_hooks.performance.eventLoopUtilization();
@@ -55,9 +124,172 @@ function install(): void {
     const now = perf_hooks.performance.eventLoopUtilization();
     const delta = perf_hooks.performance.eventLoopUtilization(now, previous);
     previous = now;
-    send({ type: 'load', elu: Math.round(delta.utilization * 1000) / 1000 });
+    send({ type: 'load', elu: Math.round(delta.utilization * 1000) / 1000, peak, served, stats: takeStats() });
+    peak = active;
   }, LOAD_INTERVAL_MS);
   loadTimer.unref();
+
+  /** At rest between two requests, exactly as Node's closeIdleConnections() decides it. */
+  const atRest = (socket: HandedSocket): boolean => {
+    if (socket.destroyed || socket.writableEnded || socket.writableLength > 0 || !socket.parser || !idleParsers) return false;
+    const message = socket._httpMessage;
+    if (message && !message.writableEnded) return false;
+    return idleParsers().includes(socket.parser);
+  };
+
+  /** Closes this process's copy only; holdfast still holds the connection and sends it elsewhere. */
+  const giveBack = (socket: HandedSocket): void => {
+    socket[RETURNED] = true;
+    sockets.delete(socket);
+    socket.destroy();
+    send({ type: 'returned', id: socket[ID] });
+  };
+
+  const drain = (): void => {
+    if (draining) return;
+    draining = true;
+    for (const socket of [...sockets]) if (atRest(socket)) giveBack(socket);
+  };
+
+  const hold = (): void => {
+    holding = true;
+    for (const socket of sockets) if (atRest(socket)) socket.pause();
+  };
+
+  const proceed = (): void => {
+    holding = false;
+    for (const socket of sockets) if (!socket.destroyed && socket.isPaused()) socket.resume();
+  };
+
+  const shed = (keep: number): void => {
+    shedTo = keep;
+    for (const socket of [...sockets]) {
+      if (sockets.size <= shedTo) break;
+      if (atRest(socket)) giveBack(socket);
+    }
+    if (sockets.size <= shedTo) shedTo = Infinity;
+  };
+
+  /** A response is over on a handed-off connection: give it back, pause it, or let it go on. */
+  const atResponseEnd = (socket: HandedSocket): void => {
+    if (!atRest(socket)) {
+      if (socket.writableLength > 0 && !socket.writableEnded) socket.once('drain', () => sockets.has(socket) && atResponseEnd(socket));
+      return;
+    }
+    if (draining) giveBack(socket);
+    else if (sockets.size > shedTo) {
+      giveBack(socket);
+      if (sockets.size <= shedTo) shedTo = Infinity;
+    } else if (holding) socket.pause();
+  };
+
+  function onResponseClose(this: TimedResponse): void {
+    active--;
+    const status = this.statusCode;
+    const statusClass = status >= 100 && status < 600 ? Math.floor(status / 100) - 1 : 4;
+    statusCounts[statusClass]!++;
+    const seconds = (perf_hooks.performance.now() - (this[STARTED] ?? 0)) / 1000;
+    let i = 0;
+    while (i < buckets.length && seconds > buckets[i]!) i++;
+    bucketCounts[i]!++;
+    durationSum += seconds;
+    counted++;
+    if (draining || holding || shedTo !== Infinity) {
+      const socket = this.req?.socket as HandedSocket | undefined;
+      if (socket && sockets.has(socket)) atResponseEnd(socket);
+    }
+  }
+
+  /** Runs before the app sees a request on a handed-off connection; true when the hook answered it. */
+  const onRequest = (req: http.IncomingMessage, res: TimedResponse, s: HandoffSettings): boolean => {
+    const headers = req.headers;
+    if (s.readinessPath !== null && req.url === s.readinessPath) {
+      res.statusCode = draining ? 503 : 200;
+      res.setHeader('content-type', 'text/plain; charset=utf-8');
+      if (draining) res.shouldKeepAlive = false;
+      res.end(draining ? 'stopping\n' : 'ready\n');
+      return true;
+    }
+    active++;
+    if (active > peak) peak = active;
+    served++;
+    res[STARTED] = perf_hooks.performance.now();
+    res.on('close', onResponseClose);
+    if (draining) res.shouldKeepAlive = false;
+    else if (s.maxRequests > 0 && served >= s.maxRequests && !limitReported) {
+      limitReported = true;
+      hold();
+      send({ type: 'limit', served });
+    }
+    // What the proxy adds (proxy/headers.ts): the chain, scheme, host and the request id.
+    let address = req.socket.remoteAddress;
+    if (address?.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);
+    if (address !== undefined) {
+      const chain = headers['x-forwarded-for'];
+      headers['x-forwarded-for'] = chain ? `${chain}, ${address}` : address;
+    }
+    if (headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = 'http';
+    if (headers['x-forwarded-host'] === undefined && headers.host !== undefined) headers['x-forwarded-host'] = headers.host;
+    const incoming = headers[s.requestIdHeader];
+    const id = typeof incoming === 'string' && REQUEST_ID_PATTERN.test(incoming) ? incoming : crypto.randomUUID();
+    headers[s.requestIdHeader] = id;
+    res.setHeader(s.requestIdHeader, id);
+    return false;
+  };
+
+  const adopt = (server: http.Server, s: HandoffSettings): void => {
+    const connections = Object.getOwnPropertySymbols(server).find((sym) => sym.description === 'http.server.connections');
+    const list = connections ? (server as unknown as Record<symbol, { idle?: () => unknown[] }>)[connections] : undefined;
+    if (!list || typeof list.idle !== 'function') return;
+    idleParsers = () => list.idle!();
+    // The visitor-side limits holdfast's proxy would have applied (after the app's own code ran).
+    server.headersTimeout = s.headersTimeoutMs;
+    server.requestTimeout = s.requestTimeoutMs;
+    server.keepAliveTimeout = s.keepAliveTimeoutMs;
+    const emit = server.emit;
+    server.emit = function (this: http.Server, event: string | symbol, req?: unknown, res?: unknown): boolean {
+      if (event === 'request' && (req as http.IncomingMessage).socket !== undefined && sockets.has((req as http.IncomingMessage).socket as HandedSocket)) {
+        if (onRequest(req as http.IncomingMessage, res as TimedResponse, s)) return true;
+      }
+      // eslint-disable-next-line prefer-rest-params
+      return Reflect.apply(emit, this, arguments) as boolean;
+    } as typeof server.emit;
+
+    process.on('message', (message: { type?: unknown; id?: unknown } | null, handle: unknown) => {
+      if (!message || typeof message !== 'object') return;
+      if (message.type === 'holdfast:conn' && handle instanceof net.Socket && typeof message.id === 'number') {
+        const socket = handle as HandedSocket;
+        socket[ID] = message.id;
+        if (draining || holding) {
+          giveBack(socket); // it crossed our drain or limit on the way: untouched, it goes elsewhere
+          return;
+        }
+        sockets.add(socket);
+        socket.once('close', () => {
+          sockets.delete(socket);
+          if (!socket[RETURNED]) send({ type: 'closed', id: socket[ID] });
+        });
+        // As net.Server does for its own connections: counted (server.close() waits for them),
+        // half-open allowed (an HTTP server's sockets are).
+        socket.allowHalfOpen = true;
+        const counted = server as unknown as { _connections: number };
+        counted._connections++;
+        (socket as unknown as { server: unknown; _server: unknown }).server = server;
+        (socket as unknown as { _server: unknown })._server = server;
+        server.emit('connection', socket);
+      } else if (message.type === 'holdfast:drain') {
+        drain();
+      } else if (message.type === 'holdfast:continue') {
+        proceed();
+      } else if (message.type === 'holdfast:shed' && typeof (message as { keep?: unknown }).keep === 'number') {
+        shed((message as { keep: number }).keep);
+      } else if (message.type === 'holdfast:flush') {
+        send({ type: 'stats', peak, served, stats: takeStats() });
+      }
+    });
+    // process.on('message') refs the channel again unless unref is explicit: keep it explicit.
+    channel.unref();
+  };
 
   const originalListen = net.Server.prototype.listen;
 
@@ -67,7 +299,10 @@ function install(): void {
     net.Server.prototype.listen = originalListen; // later servers (admin ports, tests) are the app's own business
     const last = args[args.length - 1];
     const callback = typeof last === 'function' ? (last as () => void) : undefined;
-    this.once('listening', () => send({ type: 'ready' }));
+    this.once('listening', () => {
+      if (settings && this instanceof http.Server) adopt(this, settings);
+      send({ type: 'ready', handoff: idleParsers !== undefined });
+    });
     const options = { path: socketPath! };
     return callback ? originalListen.call(this, options, callback) : originalListen.call(this, options);
   }

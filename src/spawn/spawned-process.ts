@@ -4,9 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { unlinkSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import type { Socket } from 'node:net';
 import { SpawnError, newErrorId, type SpawnErrorCategory } from '../errors';
-import type { ExitInfo, ProcessHandle, UpstreamTarget, UsageSample } from '../core/spawner';
+import type { ConnectionTaker, ExitInfo, ProcessHandle, UpstreamTarget, UsageSample } from '../core/spawner';
+import { HookChannel, type RequestStatsListener } from './hook-channel';
 import { LineSplitter, OutputTail } from './output-tail';
 import { GroupTerminator, signalGroup } from './terminate';
 import { GroupUsageSampler } from './usage';
@@ -22,7 +22,7 @@ export interface LaunchPlan {
   /** Shown in errors: `node /srv/app/releases/3/app.js`, or the app start command. */
   description: string;
   target: UpstreamTarget;
-  /** 'hook': the Node hook says when the app listens (on fd 3). 'tcp': poll the target's port. */
+  /** 'hook': the Node hook says when the app listens (IPC on fd 3). 'tcp': poll the target's port. */
   readiness: 'hook' | 'tcp';
   /** Run by /bin/sh -c, whose exit codes 126/127 mean "could not run the command". */
   viaShell: boolean;
@@ -36,6 +36,8 @@ export interface LaunchOptions {
   watchdog: Watchdog;
   signal: AbortSignal;
   onOutput?(line: string, meta: { pid: number; stream: 'stdout' | 'stderr' }): void;
+  /** Request counts from the hand-off path, for metrics. */
+  onRequestStats?: RequestStatsListener;
 }
 
 /** fd of the hook channel in the app process; the hook reads it from HOLDFAST_CHANNEL_FD. */
@@ -67,8 +69,10 @@ function delay(ms: number): Promise<void> {
  */
 export async function launch(plan: LaunchPlan, options: LaunchOptions): Promise<ProcessHandle> {
   if (options.signal.aborted) throw abortError(options.signal);
-  const stdio: ('ignore' | 'pipe')[] = ['ignore', 'pipe', 'pipe'];
-  if (plan.readiness === 'hook') stdio[CHANNEL_FD] = 'pipe'; // a socketpair: the hook sees EOF when holdfast dies
+  const stdio: ('ignore' | 'pipe' | 'ipc')[] = ['ignore', 'pipe', 'pipe'];
+  // Node's IPC channel (it sets NODE_CHANNEL_FD): the hook sees it close when holdfast dies, and
+  // visitor connections can travel over it.
+  if (plan.readiness === 'hook') stdio[CHANNEL_FD] = 'ipc';
   let child: ChildProcess;
   try {
     // detached: its own process group (pgid = pid), so it and everything it forks can be signalled together.
@@ -117,7 +121,7 @@ class SpawnedProcess implements ProcessHandle {
   readonly exited: Promise<ExitInfo>;
   /** Set once, by the 'exit' event; from then on the process group is being swept. */
   private exitInfo: ExitInfo | undefined;
-  private elu: number | undefined;
+  private readonly channel: HookChannel | undefined;
   private readonly tail = new OutputTail();
   private readonly outputDone: Promise<void>;
   private readonly terminator: GroupTerminator;
@@ -141,8 +145,8 @@ class SpawnedProcess implements ProcessHandle {
     const streams = [this.pipeLines(child.stdout, 'stdout', options), this.pipeLines(child.stderr, 'stderr', options)];
     this.outputDone = Promise.all(streams).then(() => undefined);
 
-    const channel = plan.readiness === 'hook' ? (child.stdio[CHANNEL_FD] as Socket | null) : null;
-    if (channel) this.listenToHook(channel);
+    this.channel = plan.readiness === 'hook' ? new HookChannel(child, () => this.markReady(), options.onRequestStats) : undefined;
+    const channel = this.channel;
 
     this.terminator = new GroupTerminator(pid, () => this.exitInfo !== undefined);
     // Settles once the leader has exited and nothing of its group is left.
@@ -153,8 +157,9 @@ class SpawnedProcess implements ProcessHandle {
         void this.terminator.sweep().then(() => {
           options.watchdog.unregister(pid);
           if (plan.target.kind === 'unix') removeFile(plan.target.socketPath);
-          // Only now: closing the channel earlier would make the hook exit the app at once.
-          channel?.destroy();
+          // Only now: connections still held are over, and closing the channel earlier would make the hook exit the app at once.
+          channel?.exited();
+          if (child.connected) child.disconnect();
           // An escaped grandchild may hold the pipes open for ever; give output a moment, then let go.
           void Promise.race([this.outputDone, delay(OUTPUT_FLUSH_MS * 2)]).then(() => {
             child.stdout?.destroy();
@@ -167,7 +172,11 @@ class SpawnedProcess implements ProcessHandle {
   }
 
   eventLoopUtilization(): number | undefined {
-    return this.elu;
+    return this.channel?.eventLoopUtilization();
+  }
+
+  get connections(): ConnectionTaker | undefined {
+    return this.channel?.takesConnections ? this.channel : undefined;
   }
 
   terminate(graceMs: number): Promise<ExitInfo> {
@@ -214,7 +223,7 @@ class SpawnedProcess implements ProcessHandle {
     if (onAbort) signal.removeEventListener('abort', onAbort);
     if (outcome === 'ready' && this.exitInfo !== undefined) outcome = 'exited';
     if (outcome === 'ready') {
-      if (this.elu === undefined && this.plan.readiness === 'hook') this.elu = 0;
+      this.channel?.markIdle();
       return;
     }
 
@@ -275,23 +284,6 @@ class SpawnedProcess implements ProcessHandle {
     });
   }
 
-  private listenToHook(channel: Socket): void {
-    const splitter = new LineSplitter((line) => {
-      let message: { type?: unknown; elu?: unknown };
-      try {
-        message = JSON.parse(line) as typeof message;
-      } catch {
-        return; // not from the hook
-      }
-      if (message.type === 'ready') this.markReady();
-      else if (message.type === 'load' && typeof message.elu === 'number' && message.elu >= 0 && message.elu <= 1) {
-        this.elu = message.elu;
-      }
-    }, 64 * 1024);
-    channel.setEncoding('utf8');
-    channel.on('data', (chunk: string) => splitter.write(chunk));
-    channel.on('error', () => undefined); // the exit event tells the story
-  }
 }
 
 function removeFile(path: string): void {

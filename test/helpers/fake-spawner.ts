@@ -1,9 +1,48 @@
 // A spawner whose every spawn is a deferred the test settles, and whose processes die on command.
 import { SpawnError } from '../../src/errors';
 import type { SpawnErrorCategory } from '../../src/errors';
-import type { ExitInfo, ProcessHandle, SpawnRequest, Spawner, UsageSample } from '../../src/core/spawner';
+import type { ConnectionTaker, ExitInfo, ProcessHandle, SpawnRequest, Spawner, UsageSample } from '../../src/core/spawner';
 
 let nextPid = 10_000;
+
+/** The hand-off side of a fake process: it keeps what it was given and settles it when the test says. */
+export class FakeTaker implements ConnectionTaker {
+  readonly held = new Map<unknown, (returned: boolean) => void>();
+  drained = false;
+  sheds: number[] = [];
+  peak = 0;
+  served = 0;
+  limitListener: (() => boolean) | undefined;
+
+  take(connection: unknown, done: (returned: boolean) => void): void {
+    if (this.drained) return done(true);
+    this.held.set(connection, done);
+  }
+  /** The process closed the connection (returned = false) or gave it back (true). */
+  settle(connection: unknown, returned: boolean): void {
+    const done = this.held.get(connection);
+    this.held.delete(connection);
+    done?.(returned);
+  }
+  drain(): void {
+    this.drained = true;
+  }
+  shed(keep: number): void {
+    this.sheds.push(keep);
+  }
+  peakRequests(): number {
+    return this.peak;
+  }
+  servedRequests(): number {
+    return this.served;
+  }
+  onLimit(listener: () => boolean): void {
+    this.limitListener = listener;
+  }
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+}
 
 export class FakeHandle implements ProcessHandle {
   readonly pid = nextPid++;
@@ -16,6 +55,8 @@ export class FakeHandle implements ProcessHandle {
   /** When set, terminate() waits for the test to call die(). */
   ignoresSigterm = false;
   terminated = false;
+  /** Set when the spawner's takesConnections is on: the process takes whole connections. */
+  connections: FakeTaker | undefined;
   private resolveExit!: (e: ExitInfo) => void;
   private dead = false;
 
@@ -71,6 +112,8 @@ export class FakeSpawner implements Spawner {
   ignoreAbort = false;
   /** Settle every new spawn at once, successfully. */
   autoSucceed = false;
+  /** New processes take whole connections (a FakeTaker each). */
+  takesConnections = false;
 
   describeCommand(): string {
     return 'node app.js';
@@ -86,6 +129,7 @@ export class FakeSpawner implements Spawner {
         release,
         succeed: () => {
           const h = new FakeHandle(release, request.generation);
+          if (this.takesConnections) h.connections = new FakeTaker();
           this.handles.push(h);
           this.remove(entry);
           if (!settled) {

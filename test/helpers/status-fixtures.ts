@@ -14,6 +14,7 @@ export function processSnapshot(overrides: Partial<ProcessSnapshot> = {}): Proce
     state: 'enabled',
     sessions: 1,
     processed: 1520,
+    connections: 0,
     started_at: '2026-03-01T10:57:55.000Z',
     uptime_seconds: 3725, // 1h 2m 5s
     cpu_percent: 2.4,

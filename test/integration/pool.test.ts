@@ -98,8 +98,9 @@ test('a process that grows past memory_limit is replaced within seconds with no 
   }
 });
 
-test('kill -9 of one of two processes under load fails no request, and the pool is back to two', async () => {
-  const hf = await Holdfast.start(fixtureApp('hello'), ['--min-instances', '2']);
+// The proxy's guarantee: a GET that reached a dying process before any answer is retried elsewhere.
+test('proxied: kill -9 of one of two processes under load fails no request, and the pool is back to two', async () => {
+  const hf = await Holdfast.start(fixtureApp('hello'), ['--min-instances', '2', '--no-connection-handoff']);
   try {
     await waitFor('two processes', () => hf.appPids.size >= 2);
     const ac = new AbortController();
@@ -114,6 +115,35 @@ test('kill -9 of one of two processes under load fails no request, and the pool 
     const result = await load;
     assert.ok(result.requests > 100);
     assert.equal(result.failed, 0, result.errors.join('\n'));
+  } finally {
+    await stopClean(hf);
+  }
+});
+
+// On the hand-off path holdfast never saw the requests, so it cannot retry them (as with Node's
+// cluster module): the connections of the killed process end, every other request succeeds.
+test('handed off: kill -9 of one of two processes under load ends only its own connections, and the pool is back to two', async () => {
+  const hf = await Holdfast.start(fixtureApp('hello'), ['--min-instances', '2']);
+  try {
+    await waitFor('two processes', () => hf.appPids.size >= 2);
+    const ac = new AbortController();
+    const load = runLoad({ url: hf.url('/'), connections: 16, durationMs: 10_000, signal: ac.signal });
+    await new Promise((r) => setTimeout(r, 1000));
+    const victim = [...hf.appPids][0]!;
+    const held = (await hf.status()).groups[0]!.processes.find((p) => p.pid === victim)!.connections;
+    assert.ok(held > 0, 'the victim had connections handed to it');
+    process.kill(victim, 'SIGKILL');
+    await hf.waitForLog('the death logged', (l) => l.app_pid === victim && /died/.test(l.msg));
+    await waitFor('the pool back to two', async () => (await processCount(hf)) === 2 && hf.livePids().length === 2, 10_000, 200);
+    const afterRecovery = (await hf.status()).groups[0]!.processes.reduce((n, p) => n + p.connections, 0);
+    await new Promise((r) => setTimeout(r, 1000));
+    ac.abort();
+    const result = await load;
+    assert.ok(result.requests > 100);
+    assert.ok(result.failed <= held, `${result.failed} failed, more than the ${held} connections the victim held`);
+    assert.deepEqual(result.statuses[502] ?? 0, 0);
+    for (const e of result.errors) assert.match(e, /ECONNRESET|socket hang up|EPIPE/);
+    assert.ok(afterRecovery > 0, 'the load reconnected and was handed to the processes that live');
   } finally {
     await stopClean(hf);
   }

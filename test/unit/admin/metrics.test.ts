@@ -25,12 +25,38 @@ test('counts requests by status class and observes their duration in seconds', a
     Object.fromEntries(samplesOf(m, 'holdfast_requests_total').map((s) => [s.labels['status_class'], s.value])),
     { '1xx': 0, '2xx': 2, '3xx': 1, '4xx': 2, '5xx': 1 },
   );
-  assert.equal(metrics.requestsTotal(), 6);
+  assert.equal(await metrics.requestsTotal(), 6);
   assert.equal(m.get('holdfast_request_duration_seconds')?.type, 'histogram');
   assert.equal(valueOf(m, 'holdfast_request_duration_seconds_count'), 6);
   assert.equal(valueOf(m, 'holdfast_request_duration_seconds_bucket', { le: '0.005' }), 3);
   assert.equal(valueOf(m, 'holdfast_request_duration_seconds_bucket', { le: '5' }), 5);
   assert.ok(Math.abs(valueOf(m, 'holdfast_request_duration_seconds_sum')! - 9.746) < 1e-9);
+});
+
+test('requests app processes counted on handed-off connections join the counter and the histogram, fetched fresh before a scrape', async () => {
+  let flushes = 0;
+  const metrics = createMetrics({
+    snapshot: () => poolSnapshot(),
+    version: '0.1.0',
+    instance: 'shop',
+    flush: async () => {
+      flushes++;
+      // What a process reports when asked: 3 answers, 2 quick 2xx and one slow 5xx.
+      metrics.handedOffRequests({ status: [0, 2, 0, 0, 1], buckets: [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0], sum: 5.004, count: 3 });
+    },
+  });
+  metrics.requestDone({ statusCode: 200, durationMs: 3, pid: 1 });
+  const m = parsePrometheusText(await metrics.text());
+  assert.equal(flushes, 1);
+  assert.equal(valueOf(m, 'holdfast_requests_total', { status_class: '2xx' }), 3);
+  assert.equal(valueOf(m, 'holdfast_requests_total', { status_class: '5xx' }), 1);
+  assert.equal(valueOf(m, 'holdfast_request_duration_seconds_count'), 4);
+  assert.equal(valueOf(m, 'holdfast_request_duration_seconds_bucket', { le: '0.005' }), 3);
+  assert.equal(valueOf(m, 'holdfast_request_duration_seconds_bucket', { le: '5' }), 3);
+  assert.equal(valueOf(m, 'holdfast_request_duration_seconds_bucket', { le: '10' }), 4);
+  assert.equal(valueOf(m, 'holdfast_request_duration_seconds_bucket', { le: '+Inf' }), 4);
+  assert.ok(Math.abs(valueOf(m, 'holdfast_request_duration_seconds_sum')! - 5.007) < 1e-9);
+  assert.equal(await metrics.requestsTotal(), 7, 'asked again: 3 more');
 });
 
 test('counts spawns, spawn errors, restarts and process exits from the group observer, and still calls the inner one', async () => {

@@ -28,6 +28,7 @@ test('with no config file and no flags, every key takes its default', () => {
     probationMs: 3000,
     rollingRestarts: false,
     resistDeploymentErrors: false,
+    connectionHandoff: true,
     appStartCommand: undefined,
     startupFile: undefined,
     envvars: {},

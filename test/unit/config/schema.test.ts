@@ -46,6 +46,7 @@ test('the defaults are the ones the spec promises', () => {
     probation_time: 3,
     rolling_restarts: false,
     resist_deployment_errors: false,
+    connection_handoff: true,
     envvars: {},
     log_level: 'info',
   });
@@ -65,7 +66,7 @@ test('every flag changes the resolved config', () => {
   const values: Record<string, unknown> = {
     port: '1', address: '127.0.0.1', environment: 'development', minInstances: '0', maxPoolSize: '2', concurrency: '3',
     poolIdleTime: '4', maxRequests: '5', memoryLimit: '6', maxRequestQueueSize: '7', startTimeout: '8', drainTimeout: '9', probationTime: '10',
-    rollingRestarts: true, resistDeploymentErrors: true, startupFile: 'server.js', envvar: ['A=1'], logFile: 'x.log',
+    rollingRestarts: true, resistDeploymentErrors: true, connectionHandoff: false, startupFile: 'server.js', envvar: ['A=1'], logFile: 'x.log',
     logLevel: 'debug', name: 'other', metricsAddress: '127.0.0.1:9464', statusAddress: '127.0.0.1:9465', readinessPath: '/_ready',
   };
   for (const option of configOptions().filter((o) => o.key !== 'app_start_command')) {

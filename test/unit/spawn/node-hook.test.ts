@@ -9,7 +9,7 @@ const source = readFileSync(join(REPO_ROOT, 'src/spawn/node-hook.ts'), 'utf8');
 
 test('the hook reads the environment variables the spawner sets', () => {
   assert.ok(source.includes(`'${HOOK_ENV.socket}'`));
-  assert.ok(source.includes(`'${HOOK_ENV.channelFd}'`));
+  assert.ok(source.includes(`'${HOOK_ENV.handoff}'`));
 });
 
 test('the hook imports Node builtins only, since it runs inside the app', () => {

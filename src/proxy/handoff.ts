@@ -1,0 +1,66 @@
+// The hand-off path at the public server (docs/performance.md): each accepted connection, still
+// unread, goes whole to the least busy Node app process that takes connections; when none can take
+// it now (no process ready, requests queued, a concurrency limit) it goes to the proxy, which
+// queues and answers errors. A connection a draining process gives back, untouched between two
+// requests, is routed again the same way: that is how a restart fails no kept-alive connection.
+
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type { ConnectionSource } from '../core/session';
+import type { Logger } from '../log/logger';
+
+/** A connection given back this many times in a row, each within BOUNCE_MS, goes to the proxy (processes dying as we hand). */
+const MAX_HANDS = 3;
+const BOUNCE_MS = 1000;
+
+export interface HandoffFront {
+  /** Connections handed off now (holdfast holds its own paused descriptor of each). */
+  handedOff(): number;
+}
+
+/**
+ * Makes `server` (the proxy's HTTP server, not yet listening) hand connections off. `closing()`
+ * true: a connection given back is closed, at rest, instead of routed again.
+ */
+export function installHandoff(server: Server, source: ConnectionSource, options: { closing(): boolean; logger: Logger }): HandoffFront {
+  const [proxyListener, ...others] = server.listeners('connection') as Array<(socket: Socket) => void>;
+  if (!proxyListener || others.length > 0) throw new Error('installHandoff: expected exactly the HTTP server connection listener');
+  server.removeAllListeners('connection');
+  // Accepted sockets do not start reading: the first byte must be read by whoever serves them.
+  (server as Server & { pauseOnConnect: boolean }).pauseOnConnect = true;
+  let handed = 0;
+
+  const toProxy = (socket: Socket): void => {
+    proxyListener.call(server, socket);
+    socket.resume();
+  };
+
+  const route = (socket: Socket, hands: number): void => {
+    if (socket.destroyed) return;
+    const lease = hands < MAX_HANDS ? source.tryAcquireConnection() : undefined;
+    if (!lease) {
+      toProxy(socket);
+      return;
+    }
+    handed++;
+    const handedAt = performance.now();
+    lease.hand(socket, (returned) => {
+      handed--;
+      if (!returned || options.closing()) socket.destroy();
+      else route(socket, performance.now() - handedAt < BOUNCE_MS ? hands + 1 : 0);
+    });
+  };
+
+  server.on('connection', (socket: Socket) => {
+    // holdfast's own descriptor is never read while the app has the connection; errors on it are the app's to see.
+    socket.on('error', (error) => options.logger.debug({ err: error }, 'handed-off connection error'));
+    try {
+      route(socket, 0);
+    } catch (error) {
+      options.logger.error({ err: error }, 'could not route a connection');
+      socket.destroy();
+    }
+  });
+
+  return { handedOff: () => handed };
+}

@@ -1,0 +1,203 @@
+// The pool's side of the connection hand-off, replayed exactly with a fake clock and fake processes
+// that take whole connections: balance, drains held by connections, rebalancing, max_requests.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Group } from '../../../src/core/group';
+import type { GroupOptions } from '../../../src/core/group';
+import type { ConnectionLease } from '../../../src/core/session';
+import { FakeClock, flush } from '../../helpers/fake-clock';
+import { FakeSpawner, type FakeHandle } from '../../helpers/fake-spawner';
+
+function setup(o: Partial<GroupOptions> = {}) {
+  const clock = new FakeClock();
+  const spawner = new FakeSpawner();
+  spawner.takesConnections = true;
+  const group = new Group(
+    {
+      name: 'app',
+      appRoot: '/srv/app/current',
+      environment: 'production',
+      minInstances: 2,
+      maxPoolSize: 4,
+      concurrency: 0,
+      poolIdleTimeMs: 300_000,
+      maxRequests: 0,
+      memoryLimitBytes: 0,
+      busyEventLoopUtilization: 0.85,
+      busySessions: 16,
+      maxRequestQueueSize: 100,
+      drainTimeoutMs: 5000,
+      terminateGraceMs: 1000,
+      rollingRestarts: true,
+      resistDeploymentErrors: false,
+      probationMs: 0,
+      usageSampleIntervalMs: 2000,
+      tickIntervalMs: 1000,
+      ...o,
+    },
+    { spawner, clock },
+  );
+  return { clock, spawner, group };
+}
+
+async function started(s: ReturnType<typeof setup>): Promise<FakeHandle[]> {
+  const done = s.group.start();
+  for (let i = 0; i < s.group.options.minInstances; i++) {
+    await flush();
+    s.spawner.pending[0]!.succeed();
+  }
+  await done;
+  await flush();
+  s.group.verifyInvariants();
+  return s.spawner.alive();
+}
+
+/** Hands a connection (any token) and records how it ended. */
+function hand(group: Group, connection: unknown) {
+  const lease = group.tryAcquireConnection();
+  const outcome: { lease: ConnectionLease | undefined; returned?: boolean } = { lease };
+  lease?.hand(connection, (returned) => (outcome.returned = returned));
+  return outcome;
+}
+
+async function shutdown(s: ReturnType<typeof setup>) {
+  for (const h of s.spawner.alive()) for (const c of [...h.connections!.held.keys()]) h.connections!.settle(c, false);
+  let done = false;
+  const closing = s.group.close().then(() => (done = true));
+  for (let i = 0; i < 10 && !done; i++) await s.clock.advance(s.group.options.drainTimeoutMs);
+  await closing;
+  assert.equal(s.spawner.alive().length, 0);
+}
+
+test('connections go to the process with the fewest, and each one counts until the process is through with it', async () => {
+  const s = setup();
+  const [a, b] = await started(s);
+  const pids = [1, 2, 3, 4].map((c) => hand(s.group, c).lease!.pid);
+  assert.deepEqual(pids.sort(), [a!.pid, a!.pid, b!.pid, b!.pid].sort());
+  const counts = () => s.group.snapshot().processes.map((p) => p.connections);
+  assert.deepEqual(counts(), [2, 2]);
+  a!.connections!.settle([...a!.connections!.held.keys()][0], false);
+  assert.deepEqual(counts(), [1, 2]);
+  assert.equal(hand(s.group, 5).lease!.pid, a!.pid, 'the next goes where there are fewest');
+  s.group.verifyInvariants();
+  await shutdown(s);
+});
+
+test('no connection is handed while requests queue or with a concurrency limit: the proxy takes those', async () => {
+  const s = setup({ concurrency: 2 });
+  await started(s);
+  assert.equal(s.group.tryAcquireConnection(), undefined);
+  await shutdown(s);
+
+  const q = setup({ minInstances: 0, maxPoolSize: 1 });
+  await q.group.start();
+  assert.equal(q.group.tryAcquireConnection(), undefined, 'no process yet');
+  const waiting = q.group.acquire();
+  assert.equal(q.group.tryAcquireConnection(), undefined, 'a request waits');
+  await flush();
+  q.spawner.pending[0]!.succeed();
+  const session = await waiting;
+  session.close();
+  assert.ok(q.group.tryAcquireConnection(), 'the queue is empty again');
+  await shutdown(q);
+});
+
+test('a draining process is told to drain and is stopped only once its connections are back or closed', async () => {
+  const s = setup();
+  const [a] = await started(s);
+  const held = [hand(s.group, 'x'), hand(s.group, 'y'), hand(s.group, 'z')].filter((h) => h.lease!.pid === a!.pid);
+  assert.ok(held.length >= 1);
+  const stopped = s.group.stopProcess(s.group.list().find((p) => p.pid === a!.pid)!, 'restart');
+  assert.equal(a!.connections!.drained, true);
+  await flush();
+  assert.equal(a!.terminated, false, 'its connections hold the drain');
+  const keys = [...a!.connections!.held.keys()];
+  a!.connections!.settle(keys[0], true); // given back at rest
+  for (const k of keys.slice(1)) a!.connections!.settle(k, false);
+  await stopped;
+  assert.equal(a!.terminated, true);
+  assert.equal(held[0]!.returned, true);
+  assert.equal(s.group.tryAcquireConnection()?.pid !== a!.pid, true, 'a drained process takes none');
+  await shutdown(s);
+});
+
+test('connections a process never gives back hold its drain for drain_timeout at most', async () => {
+  const s = setup();
+  const [a] = await started(s);
+  while (a!.connections!.held.size === 0) hand(s.group, {});
+  const stopped = s.group.stopProcess(s.group.list().find((p) => p.pid === a!.pid)!, 'restart');
+  await s.clock.advance(4999);
+  assert.equal(a!.terminated, false);
+  await s.clock.advance(1);
+  await stopped;
+  assert.equal(a!.terminated, true);
+  await shutdown(s);
+});
+
+test('when the pool grows, fuller processes are asked to give back connections at rest down to a fair share', async () => {
+  const s = setup({ minInstances: 1 });
+  const [a] = await started(s);
+  for (let c = 0; c < 10; c++) hand(s.group, c);
+  assert.equal(a!.connections!.held.size, 10);
+  // Saturated: a spawn on demand.
+  a!.elu = 0.95;
+  a!.connections!.peak = 10;
+  hand(s.group, 10);
+  await flush();
+  assert.equal(s.spawner.pending.length, 1);
+  s.spawner.pending[0]!.succeed();
+  await flush();
+  assert.deepEqual(a!.connections!.sheds, [6], '11 connections over 2 processes: keep 6');
+  await shutdown(s);
+});
+
+test('max_requests on handed-off connections: the process is recycled when it says it reached the limit, not while resisting', async () => {
+  const s = setup({ maxRequests: 100 });
+  const [a] = await started(s);
+  a!.connections!.served = 100;
+  assert.equal(a!.connections!.limitListener!(), true, 'recycled');
+  assert.equal(a!.connections!.drained, true);
+  assert.ok(s.group.list().every((p) => p.pid !== a!.pid || p.state === 'draining'));
+  await shutdown(s);
+
+  const r = setup({ maxRequests: 100, resistDeploymentErrors: true });
+  const [b, c] = await started(r);
+  const restart = r.group.restart({ rolling: true });
+  await flush();
+  r.spawner.pending[0]!.fail();
+  await restart.done;
+  assert.equal(r.group.resisting, true);
+  b!.connections!.served = 150;
+  assert.equal(b!.connections!.limitListener!(), false, 'keeps serving while resisting');
+  assert.equal(b!.connections!.drained, false);
+  assert.ok(c);
+  await shutdown(r);
+});
+
+test('a process with open but quiet connections is idle; requests on them are use', async () => {
+  const s = setup({ minInstances: 1, poolIdleTimeMs: 10_000 });
+  const [a] = await started(s);
+  // Grow to two.
+  a!.elu = 0.95;
+  a!.connections!.peak = 20;
+  hand(s.group, 'a1');
+  await flush();
+  const b = s.spawner.pending[0]!.succeed();
+  await flush();
+  a!.elu = 0;
+  a!.connections!.peak = 0;
+  hand(s.group, 'b1'); // to b, the one with fewer
+  assert.equal(b.connections!.held.size, 1);
+  // a serves requests on its connection; b's stays open and quiet.
+  for (let t = 0; t < 12; t++) {
+    a!.connections!.served += 5;
+    await s.clock.advance(1000);
+  }
+  assert.equal(b.terminated, false, 'still draining: b holds a connection');
+  assert.equal(b.connections!.drained, true, 'the quiet process was asked to drain');
+  assert.equal(a!.connections!.drained, false, 'the busy one was not');
+  b.connections!.settle('b1', true);
+  await flush();
+  assert.equal(b.terminated, true);
+  await shutdown(s);
+});
