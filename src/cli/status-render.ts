@@ -83,6 +83,8 @@ function processLines(p: ProcessSnapshot, group: GroupSnapshot, now: number): st
         col('CPU', `${Math.round(p.cpu_percent)}%`, 8),
         col('Memory  ', formatMegabytes(p.rss_bytes), 8),
         `Last used: ${p.last_used_at === null ? 'never' : ago(p.last_used_at, now)}`,
+        // Visitor connections handed off to it (the fast path); none on the proxy path.
+        ...(p.connections > 0 ? [`Connections: ${p.connections}`] : []),
       ].join(' '),
   ];
   // Worth a line only when it tells something the group does not: a release switched by a deploy tool.

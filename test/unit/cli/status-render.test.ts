@@ -109,6 +109,13 @@ test('status shows the release and commit of a process when they differ from the
   assert.match(renderStatus(statusDocument(poolSnapshot([group]))), /^ {4}Release: \/srv\/shop\/releases\/2 \(commit 0123456789ab\)$/m);
 });
 
+test('status shows the visitor connections handed off to a process, and nothing of them on the proxy path', () => {
+  const group = groupSnapshot({ processes: [processSnapshot({ connections: 12 }), processSnapshot({ pid: 4102 })] });
+  const lines = renderStatus(statusDocument(poolSnapshot([group]))).split('\n');
+  assert.ok(lines.includes('    CPU: 2%       Memory  : 52M      Last used: 3s ago Connections: 12'), lines.join('\n'));
+  assert.equal(lines.filter((l) => l.includes('Connections')).length, 1);
+});
+
 test('status of an instance without groups or processes says so', () => {
   const text = renderStatus(statusDocument(poolSnapshot([groupSnapshot({ processes: [] })])));
   assert.match(text, /^ {2}\(no processes\)$/m);
