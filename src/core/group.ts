@@ -256,23 +256,9 @@ export class Group implements SessionSource, ConnectionSource {
    * so then the answer is undefined and the proxy takes the connection.
    */
   tryAcquireConnection(): ConnectionLease | undefined {
-    if (this.closing || this.waiters.length > 0 || this.options.concurrency > 0) return undefined;
-    const now = this.clock.now();
-    const views: Array<RoutableProcess & { process: AppProcess }> = [];
-    for (const p of this.processes) {
-      if (p.state !== 'enabled' || !p.handle?.connections) continue;
-      views.push({
-        process: p,
-        pid: p.pid,
-        generation: p.generation,
-        sessions: p.connections,
-        lastUsedAt: p.lastUsedAt,
-        available: this.takesSessions(p, now),
-        busy: this.busy(p),
-      });
-    }
-    const p = pickProcess(views, undefined)?.process;
+    const p = this.connectionTarget();
     if (!p) return undefined;
+    const now = this.clock.now();
     const taker = p.handle!.connections!;
     p.connections++;
     p.lastUsedAt = now;
@@ -290,6 +276,35 @@ export class Group implements SessionSource, ConnectionSource {
         });
       },
     };
+  }
+
+  /** Whether a connection arriving now would be handed off (the proxy then closes its own connections after their answer, so they come back and are). */
+  takesConnectionsNow(): boolean {
+    return this.connectionTarget() !== undefined;
+  }
+
+  /**
+   * Where a connection would go now. A process in probation takes none: if it crashes (a version
+   * that dies right after booting), the requests the proxy gave it are retried elsewhere, while a
+   * handed-off connection's request would be lost with it.
+   */
+  private connectionTarget(): AppProcess | undefined {
+    if (this.closing || this.waiters.length > 0 || this.options.concurrency > 0) return undefined;
+    const now = this.clock.now();
+    const views: Array<RoutableProcess & { process: AppProcess }> = [];
+    for (const p of this.processes) {
+      if (p.state !== 'enabled' || !p.handle?.connections || this.inProbation(p)) continue;
+      views.push({
+        process: p,
+        pid: p.pid,
+        generation: p.generation,
+        sessions: p.connections,
+        lastUsedAt: p.lastUsedAt,
+        available: this.takesSessions(p, now),
+        busy: this.busy(p),
+      });
+    }
+    return pickProcess(views, undefined)?.process;
   }
 
   /** Asks every process on the hand-off path for its latest request counts (metrics read them). */
@@ -316,7 +331,7 @@ export class Group implements SessionSource, ConnectionSource {
    * processes that are at rest come back and are handed again, to the least loaded.
    */
   private rebalanceConnections(): void {
-    const takers = this.enabled().filter((p) => p.handle?.connections);
+    const takers = this.enabled().filter((p) => p.handle?.connections && !this.inProbation(p));
     if (takers.length < 2) return;
     const total = takers.reduce((n, p) => n + p.connections, 0);
     const fair = Math.ceil(total / takers.length);
@@ -469,7 +484,7 @@ export class Group implements SessionSource, ConnectionSource {
       this.watchExit(p);
       this.watchProbation(p);
       handle.connections?.onLimit(() => this.checkRequestLimit(p));
-      this.rebalanceConnections();
+      if (!this.inProbation(p)) this.rebalanceConnections(); // else once probation is over
       this.observer.spawned?.(p, { cause, durationMs: p.readyAt - p.spawnStartedAt });
       this.dispatch();
       this.maybeScale();
@@ -550,6 +565,7 @@ export class Group implements SessionSource, ConnectionSource {
       if (p.state === 'enabled' || p.state === 'draining') {
         if (p.generation > this.lastGoodGeneration) this.lastGoodGeneration = p.generation;
       }
+      if (p.state === 'enabled') this.rebalanceConnections(); // it takes connections from now on
     }, this.options.probationMs);
     void p.handle!.exited.then(() => timer.cancel());
   }

@@ -50,8 +50,10 @@ export interface ConnectionLease {
 export interface ConnectionSource {
   /**
    * A process of the newest generation with the fewest connections that takes whole connections,
-   * when one can take it now and no request waits in the queue; undefined otherwise (the
-   * connection then goes through the proxy, which queues and answers errors).
+   * when one can take it now (out of probation) and no request waits in the queue; undefined
+   * otherwise (the connection then goes through the proxy, which queues and answers errors).
    */
   tryAcquireConnection(): ConnectionLease | undefined;
+  /** Whether tryAcquireConnection() would hand a connection now (nothing is taken). */
+  takesConnectionsNow(): boolean;
 }

@@ -317,6 +317,9 @@ export function createProxy(options: ProxyOptions): Proxy {
       return;
     }
     begin();
+    // This connection came through the proxy while no process could take it (start, probation, a
+    // queue); now one can: close it after this answer, and the visitor's next connection is handed off.
+    if (options.connections?.takesConnectionsNow()) res.shouldKeepAlive = false;
     const hasBody = hasRequestBody(req);
     const requestId = requestIdFor(req.headers[requestIdHeader]);
     const ex: Exchange = {

@@ -129,12 +129,16 @@ function install(): void {
   }, LOAD_INTERVAL_MS);
   loadTimer.unref();
 
-  /** At rest between two requests, exactly as Node's closeIdleConnections() decides it. */
+  /**
+   * At rest between two requests: nothing of a next request read. A connection that has read
+   * nothing at all yet is (Node counts it busy from the start); after that, exactly as Node's
+   * closeIdleConnections() decides it (it sees a request begun even before its headers are complete).
+   */
   const atRest = (socket: HandedSocket): boolean => {
     if (socket.destroyed || socket.writableEnded || socket.writableLength > 0 || !socket.parser || !idleParsers) return false;
     const message = socket._httpMessage;
     if (message && !message.writableEnded) return false;
-    return idleParsers().includes(socket.parser);
+    return socket.bytesRead === 0 || idleParsers().includes(socket.parser);
   };
 
   /** Closes this process's copy only; holdfast still holds the connection and sends it elsewhere. */

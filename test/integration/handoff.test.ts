@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,7 +52,8 @@ function request(url: string, agent: http.Agent, headers: http.OutgoingHttpHeade
 
 test('a Node app gets the visitor connection itself, with X-Forwarded-* and a request id, and connections spread over the processes', async () => {
   const app = echoApp();
-  const hf = await Holdfast.start(app.dir, ['--min-instances', '2']);
+  // probation_time 0: a process in probation takes no connection (a test below has the default).
+  const hf = await Holdfast.start(app.dir, ['--min-instances', '2', '--probation-time', '0']);
   const agents = [new http.Agent({ keepAlive: true, maxSockets: 1 }), new http.Agent({ keepAlive: true, maxSockets: 1 })];
   try {
     await waitFor('two processes', () => hf.appPids.size >= 2);
@@ -82,15 +84,50 @@ test('a Node app gets the visitor connection itself, with X-Forwarded-* and a re
   }
 });
 
+/** A raw connection that has sent nothing yet (a browser's spare connection). */
+function openQuiet(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/** One request written on a raw connection, and the raw answer up to the end of its body. */
+function rawGet(socket: net.Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error(`no answer on the quiet connection: ${JSON.stringify(text)}`)), 10_000);
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      const head = text.indexOf('\r\n\r\n');
+      const length = /content-length: (\d+)/i.exec(text)?.[1];
+      if (head >= 0 && length !== undefined && text.length >= head + 4 + Number(length)) {
+        clearTimeout(timer);
+        resolve(text);
+      }
+    });
+    socket.once('close', () => reject(new Error(`the quiet connection was closed: ${JSON.stringify(text)}`)));
+    socket.write('GET / HTTP/1.1\r\nHost: test\r\n\r\n');
+  });
+}
+
 test('a rolling restart under load fails no request, and idle kept-alive connections are served by the new version on the same connection', async () => {
   const app = new AppDir('good', 'v1');
-  const hf = await Holdfast.start(app.dir, ['--min-instances', '2', '--drain-timeout', '10']);
-  const idle = Array.from({ length: 6 }, () => new http.Agent({ keepAlive: true, maxSockets: 1, keepAliveMsecs: 60_000 }));
+  // probation_time 1 s: a process takes connections once through it; the restart then fits well
+  // within the 5 s an idle kept-alive connection is kept.
+  const hf = await Holdfast.start(app.dir, ['--min-instances', '2', '--probation-time', '1', '--drain-timeout', '10']);
+  const idle = Array.from({ length: 4 }, () => new http.Agent({ keepAlive: true, maxSockets: 1, keepAliveMsecs: 60_000 }));
+  const quiet: net.Socket[] = [];
   try {
     await waitFor('two processes', () => hf.appPids.size >= 2);
+    await new Promise((r) => setTimeout(r, 1200));
     const before = await Promise.all(idle.map((a) => request(hf.url('/'), a)));
     assert.ok(before.every((r) => /version v1/.test(r.body)));
-    const oldPids = (await hf.status()).groups[0]!.processes.map((p) => p.pid);
+    for (let i = 0; i < 2; i++) quiet.push(await openQuiet(hf.port));
+    const status = (await hf.status()).groups[0]!.processes;
+    assert.equal(status.reduce((n, p) => n + p.connections, 0), 6, 'all six are handed off');
+    const oldPids = status.map((p) => p.pid);
     const { value: restart, load } = await underLoad(hf, 16, async () => {
       app.deploy('good', 'v2');
       return hf.cli(['restart', '--rolling']);
@@ -107,8 +144,10 @@ test('a rolling restart under load fails no request, and idle kept-alive connect
       assert.ok(r.reused, `connection ${i} was kept, not reopened`);
       assert.equal(r.localPort, before[i]!.localPort);
     }
+    for (const socket of quiet) assert.match(await rawGet(socket), /^HTTP\/1\.1 200 [^]*version v2/);
   } finally {
     for (const a of idle) a.destroy();
+    for (const socket of quiet) socket.destroy();
     await stopClean(hf);
     app.remove();
   }
@@ -139,7 +178,7 @@ test('when the pool grows under load, kept-alive connections spread to the new p
 
 test('the readiness path is answered on handed-off connections without reaching the app', async () => {
   const app = echoApp();
-  const hf = await Holdfast.start(app.dir, ['--readiness-path', '/_ready']);
+  const hf = await Holdfast.start(app.dir, ['--readiness-path', '/_ready', '--probation-time', '0']);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   try {
     await request(hf.url('/'), agent); // the connection is now the app's
@@ -155,7 +194,7 @@ test('the readiness path is answered on handed-off connections without reaching 
 });
 
 test('a WebSocket upgrade works over a handed-off connection', async () => {
-  const hf = await Holdfast.start(fixtureApp('websocket-echo'));
+  const hf = await Holdfast.start(fixtureApp('websocket-echo'), ['--probation-time', '0']);
   try {
     const ws = new WebSocket(`ws://127.0.0.1:${hf.port}/`);
     await new Promise<void>((resolve, reject) => {
@@ -171,6 +210,28 @@ test('a WebSocket upgrade works over a handed-off connection', async () => {
     await waitFor('the connection to be over', async () => (await hf.status()).groups[0]!.processes[0]!.connections === 0, 5000, 100);
   } finally {
     await stopClean(hf);
+  }
+});
+
+test('connections that came while no process could take them (probation) are closed after an answer once one can, and come back handed off', async () => {
+  const app = echoApp();
+  const hf = await Holdfast.start(app.dir, ['--probation-time', '2']);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const early = await request(hf.url('/'), agent);
+    assert.equal((JSON.parse(early.body) as { remotePort: number | null }).remotePort, null, 'proxied during probation');
+    assert.equal(early.headers.connection, 'keep-alive');
+    await new Promise((r) => setTimeout(r, 2200));
+    const last = await request(hf.url('/'), agent);
+    assert.ok(last.reused);
+    assert.equal(last.headers.connection, 'close', 'the proxied connection is let go');
+    const handed = await request(hf.url('/'), agent);
+    assert.equal(handed.reused, false);
+    assert.equal((JSON.parse(handed.body) as { remotePort: number }).remotePort, handed.localPort, 'the new one is handed off');
+  } finally {
+    agent.destroy();
+    await stopClean(hf);
+    app.remove();
   }
 });
 

@@ -123,7 +123,8 @@ test('proxied: kill -9 of one of two processes under load fails no request, and 
 // On the hand-off path holdfast never saw the requests, so it cannot retry them (as with Node's
 // cluster module): the connections of the killed process end, every other request succeeds.
 test('handed off: kill -9 of one of two processes under load ends only its own connections, and the pool is back to two', async () => {
-  const hf = await Holdfast.start(fixtureApp('hello'), ['--min-instances', '2']);
+  // probation_time 0: processes take connections at once (in probation they are proxied).
+  const hf = await Holdfast.start(fixtureApp('hello'), ['--min-instances', '2', '--probation-time', '0']);
   try {
     await waitFor('two processes', () => hf.appPids.size >= 2);
     const ac = new AbortController();

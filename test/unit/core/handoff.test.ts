@@ -201,3 +201,29 @@ test('a process with open but quiet connections is idle; requests on them are us
   assert.equal(b.terminated, true);
   await shutdown(s);
 });
+
+test('a process in probation takes no connection (the proxy retries what a crashing new version drops); once through, it gets its share', async () => {
+  const s = setup({ minInstances: 1, probationMs: 2000 });
+  const done = s.group.start();
+  await flush();
+  const a = s.spawner.pending[0]!.succeed();
+  await done;
+  assert.equal(s.group.takesConnectionsNow(), false);
+  assert.equal(s.group.tryAcquireConnection(), undefined, 'proxied while the first version is unproven');
+  await s.clock.advance(2000);
+  assert.equal(s.group.takesConnectionsNow(), true);
+  for (let c = 0; c < 6; c++) hand(s.group, c);
+  // A second process on demand is in probation in its turn: a keeps every connection meanwhile.
+  a.elu = 0.95;
+  a.connections!.peak = 6;
+  s.group.tryAcquireConnection()?.hand('x', () => undefined);
+  await flush();
+  const b = s.spawner.pending[0]!.succeed();
+  await flush();
+  assert.deepEqual(a.connections!.sheds, [], 'nothing is shed to a process in probation');
+  assert.equal(hand(s.group, 'y').lease!.pid, a.pid);
+  await s.clock.advance(2000);
+  assert.deepEqual(a.connections!.sheds, [4], 'probation over: 8 connections over 2, keep 4');
+  assert.equal(b.connections!.held.size, 0);
+  await shutdown(s);
+});
