@@ -7,7 +7,8 @@
 //
 // Environment: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (32),
 // BENCH_APPS (hello,cpu), BENCH_BODIES (on; off skips the large-body phase), BENCH_BODY_SECONDS (4),
-// BENCH_NGINX (auto; off, or a path), BENCH_NGINX_WORKERS (1), BENCH_LOADGEN (wrk; or autocannon).
+// BENCH_NGINX (auto; off, or a path), BENCH_NGINX_WORKERS (1), BENCH_LOADGEN (wrk; or autocannon),
+// BENCH_INSTANCES (2: app processes behind holdfast).
 //
 // Exit code: 0 when the run completed, whatever the goals say (the machine is noisy: the PASS/FAIL
 // lines are for people); 1 when any request failed; 2 when the run itself failed; 130 on Ctrl-C.
@@ -48,6 +49,9 @@ function readSettings() {
     seconds: envNumber('BENCH_SECONDS', 8),
     warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 2),
     connections: envNumber('BENCH_CONNECTIONS', 32),
+    // App processes behind holdfast (2 as in the issue; 1 isolates holdfast's own latency from
+    // two busy processes and wrk sharing 2 cores).
+    instances: envNumber('BENCH_INSTANCES', 2),
     apps: (process.env.BENCH_APPS ?? 'hello,cpu').split(',').map((a) => a.trim()).filter(Boolean),
     bodies: !/^(off|0|false)$/.test(process.env.BENCH_BODIES ?? ''),
     bodySeconds: envNumber('BENCH_BODY_SECONDS', 4),
@@ -130,10 +134,10 @@ async function benchApp(resources: Resources, loadgen: LoadGenerator, nginx: Ngi
   const fronts: Front[] = [];
   try {
     fronts.push(await startDirect(resources, app));
-    const holdfast = await startHoldfast(resources, app);
+    const holdfast = await startHoldfast(resources, app, { instances: settings.instances });
     fronts.push(holdfast);
     // The same holdfast with every request proxied: the hand-off is measured against it in each round.
-    const proxyOnly = await startHoldfast(resources, app, { handoff: false });
+    const proxyOnly = await startHoldfast(resources, app, { handoff: false, instances: settings.instances });
     fronts.push(proxyOnly);
     if (nginx) fronts.push(await startNginx(resources, nginx, app));
     for (const f of fronts) {

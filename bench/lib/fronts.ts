@@ -22,6 +22,8 @@ export interface Front {
 }
 
 const START_TIMEOUT_MS = 60_000;
+/** holdfast's default probation_time. */
+const PROBATION_MS = 3000;
 
 function urlOf(port: number, path = '/'): string {
   return `http://127.0.0.1:${port}${path}`;
@@ -131,6 +133,9 @@ export async function startHoldfast(
     await sleep(50);
   }
   await waitForHttp(urlOf(port), START_TIMEOUT_MS, child);
+  // A process takes connections once through probation_time (3 s by default); until then they are
+  // proxied. Measure what runs afterwards, not the start.
+  if (handoff) await sleep(PROBATION_MS + 200);
 
   return {
     name: handoff ? 'holdfast' : 'holdfast-proxy',
