@@ -10,6 +10,7 @@ import { HoldfastError, SpawnError, newErrorId } from '../errors';
 import type { ProcessHandle, SpawnRequest, Spawner, UpstreamTarget } from '../core/spawner';
 import { readGitCommit } from './git-commit';
 import type { RequestStatsListener } from './hook-channel';
+import type { HandoffSettings } from './node-hook';
 import { abortError, launch, type LaunchPlan } from './spawned-process';
 import { pickFreePort } from './tcp';
 import type { Watchdog } from './watchdog';
@@ -33,19 +34,6 @@ export interface ChildSpawnerOptions {
   handoff?: HandoffSettings;
   /** Request counts from the hand-off path, for metrics. */
   onRequestStats?: RequestStatsListener;
-}
-
-/** What the hook needs for the hand-off path: what the proxy would otherwise have applied. */
-export interface HandoffSettings {
-  /** Lowercase. */
-  requestIdHeader: string;
-  readinessPath: string | null;
-  maxRequests: number;
-  headersTimeoutMs: number;
-  requestTimeoutMs: number;
-  keepAliveTimeoutMs: number;
-  /** Upper bounds (seconds) of the request duration histogram. */
-  buckets: number[];
 }
 
 /** Read by node-hook.ts, which may import nothing of holdfast and so spells them itself. */

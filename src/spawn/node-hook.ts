@@ -36,8 +36,13 @@ const HANDOFF_ENV = 'HOLDFAST_HANDOFF';
 const LOAD_INTERVAL_MS = 250;
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
-/** What holdfast tells the hook about the hand-off (JSON in HOLDFAST_HANDOFF); absent = no hand-off. */
-interface HandoffSettings {
+/**
+ * What the hook needs for the hand-off path (JSON in HOLDFAST_HANDOFF; absent = no hand-off): what
+ * the proxy would otherwise have applied. The spawner imports this type (types only: nothing of
+ * holdfast is loaded into the app).
+ */
+export interface HandoffSettings {
+  /** Lowercase. */
   requestIdHeader: string;
   readinessPath: string | null;
   maxRequests: number;

@@ -98,22 +98,33 @@ test('a process that grows past memory_limit is replaced within seconds with no 
   }
 });
 
+/**
+ * Under 16-connection load on two processes, kill -9 one (after `before` looked at it) and wait
+ * until the pool is back to two; `after` runs then, while the load goes on for one more second.
+ */
+async function killOneUnderLoad<B, A>(hf: Holdfast, before: (victim: number) => Promise<B>, after: () => Promise<A>) {
+  await waitFor('two processes', () => hf.appPids.size >= 2);
+  const ac = new AbortController();
+  const load = runLoad({ url: hf.url('/'), connections: 16, durationMs: 10_000, signal: ac.signal });
+  await new Promise((r) => setTimeout(r, 1000));
+  const victim = [...hf.appPids][0]!;
+  const seen = await before(victim);
+  process.kill(victim, 'SIGKILL');
+  await hf.waitForLog('the death logged', (l) => l.app_pid === victim && /died/.test(l.msg));
+  await waitFor('the pool back to two', async () => (await processCount(hf)) === 2 && hf.livePids().length === 2, 10_000, 200);
+  const later = await after();
+  await new Promise((r) => setTimeout(r, 1000));
+  ac.abort();
+  const result = await load;
+  assert.ok(result.requests > 100);
+  return { result, seen, later };
+}
+
 // The proxy's guarantee: a GET that reached a dying process before any answer is retried elsewhere.
 test('proxied: kill -9 of one of two processes under load fails no request, and the pool is back to two', async () => {
   const hf = await Holdfast.start(fixtureApp('hello'), ['--min-instances', '2', '--no-connection-handoff']);
   try {
-    await waitFor('two processes', () => hf.appPids.size >= 2);
-    const ac = new AbortController();
-    const load = runLoad({ url: hf.url('/'), connections: 16, durationMs: 10_000, signal: ac.signal });
-    await new Promise((r) => setTimeout(r, 1000));
-    const victim = [...hf.appPids][0]!;
-    process.kill(victim, 'SIGKILL');
-    await hf.waitForLog('the death logged', (l) => l.app_pid === victim && /died/.test(l.msg));
-    await waitFor('the pool back to two', async () => (await processCount(hf)) === 2 && hf.livePids().length === 2, 10_000, 200);
-    await new Promise((r) => setTimeout(r, 1000));
-    ac.abort();
-    const result = await load;
-    assert.ok(result.requests > 100);
+    const { result } = await killOneUnderLoad(hf, async () => undefined, async () => undefined);
     assert.equal(result.failed, 0, result.errors.join('\n'));
   } finally {
     await stopClean(hf);
@@ -126,21 +137,13 @@ test('handed off: kill -9 of one of two processes under load ends only its own c
   // probation_time 0: processes take connections at once (in probation they are proxied).
   const hf = await Holdfast.start(fixtureApp('hello'), ['--min-instances', '2', '--probation-time', '0']);
   try {
-    await waitFor('two processes', () => hf.appPids.size >= 2);
-    const ac = new AbortController();
-    const load = runLoad({ url: hf.url('/'), connections: 16, durationMs: 10_000, signal: ac.signal });
-    await new Promise((r) => setTimeout(r, 1000));
-    const victim = [...hf.appPids][0]!;
-    const held = (await hf.status()).groups[0]!.processes.find((p) => p.pid === victim)!.connections;
+    const connections = async () => (await hf.status()).groups[0]!.processes;
+    const { result, seen: held, later: afterRecovery } = await killOneUnderLoad(
+      hf,
+      async (victim) => (await connections()).find((p) => p.pid === victim)!.connections,
+      async () => (await connections()).reduce((n, p) => n + p.connections, 0),
+    );
     assert.ok(held > 0, 'the victim had connections handed to it');
-    process.kill(victim, 'SIGKILL');
-    await hf.waitForLog('the death logged', (l) => l.app_pid === victim && /died/.test(l.msg));
-    await waitFor('the pool back to two', async () => (await processCount(hf)) === 2 && hf.livePids().length === 2, 10_000, 200);
-    const afterRecovery = (await hf.status()).groups[0]!.processes.reduce((n, p) => n + p.connections, 0);
-    await new Promise((r) => setTimeout(r, 1000));
-    ac.abort();
-    const result = await load;
-    assert.ok(result.requests > 100);
     assert.ok(result.failed <= held, `${result.failed} failed, more than the ${held} connections the victim held`);
     assert.deepEqual(result.statuses[502] ?? 0, 0);
     for (const e of result.errors) assert.match(e, /ECONNRESET|socket hang up|EPIPE/);

@@ -7,6 +7,7 @@ import type { Session } from '../../../src/core/session';
 import { CapacityError, SpawnError } from '../../../src/errors';
 import { FakeClock, flush } from '../../helpers/fake-clock';
 import { FakeSpawner } from '../../helpers/fake-spawner';
+import { groupOptions } from '../../helpers/group-options';
 
 const MB = 1024 * 1024;
 
@@ -21,28 +22,7 @@ function setup(o: Partial<GroupOptions> = {}) {
     processDied: (p) => events.push(`died:${p.pid}`),
   };
   const group = new Group(
-    {
-      name: 'app',
-      appRoot: '/srv/app/current',
-      environment: 'production',
-      minInstances: 1,
-      maxPoolSize: 4,
-      concurrency: 0,
-      poolIdleTimeMs: 300_000,
-      maxRequests: 0,
-      memoryLimitBytes: 0,
-      busyEventLoopUtilization: 0.85,
-      busySessions: 16,
-      maxRequestQueueSize: 100,
-      drainTimeoutMs: 5000,
-      terminateGraceMs: 1000,
-      rollingRestarts: false,
-      resistDeploymentErrors: false,
-      probationMs: 2000,
-      usageSampleIntervalMs: 2000,
-      tickIntervalMs: 1000,
-      ...o,
-    },
+    groupOptions(o),
     { spawner, clock, observer },
   );
   const check = () => group.verifyInvariants();

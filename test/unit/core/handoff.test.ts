@@ -7,36 +7,13 @@ import type { GroupOptions } from '../../../src/core/group';
 import type { ConnectionLease } from '../../../src/core/session';
 import { FakeClock, flush } from '../../helpers/fake-clock';
 import { FakeSpawner, type FakeHandle } from '../../helpers/fake-spawner';
+import { groupOptions } from '../../helpers/group-options';
 
 function setup(o: Partial<GroupOptions> = {}) {
   const clock = new FakeClock();
   const spawner = new FakeSpawner();
   spawner.takesConnections = true;
-  const group = new Group(
-    {
-      name: 'app',
-      appRoot: '/srv/app/current',
-      environment: 'production',
-      minInstances: 2,
-      maxPoolSize: 4,
-      concurrency: 0,
-      poolIdleTimeMs: 300_000,
-      maxRequests: 0,
-      memoryLimitBytes: 0,
-      busyEventLoopUtilization: 0.85,
-      busySessions: 16,
-      maxRequestQueueSize: 100,
-      drainTimeoutMs: 5000,
-      terminateGraceMs: 1000,
-      rollingRestarts: true,
-      resistDeploymentErrors: false,
-      probationMs: 0,
-      usageSampleIntervalMs: 2000,
-      tickIntervalMs: 1000,
-      ...o,
-    },
-    { spawner, clock },
-  );
+  const group = new Group(groupOptions({ minInstances: 2, rollingRestarts: true, probationMs: 0, ...o }), { spawner, clock });
   return { clock, spawner, group };
 }
 
