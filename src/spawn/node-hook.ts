@@ -98,6 +98,8 @@ function install(): void {
 
   // ---- requests on handed-off connections ----
   const sockets = new Set<HandedSocket>();
+  /** Connections paused at max_requests (only these are resumed: Node pauses others for back-pressure). */
+  const held = new Set<HandedSocket>();
   let draining = false;
   /** At max_requests: connections pause at rest until holdfast says drain or continue. */
   let holding = false;
@@ -150,6 +152,7 @@ function install(): void {
   const giveBack = (socket: HandedSocket): void => {
     socket[RETURNED] = true;
     sockets.delete(socket);
+    held.delete(socket);
     socket.destroy();
     send({ type: 'returned', id: socket[ID] });
   };
@@ -160,14 +163,20 @@ function install(): void {
     for (const socket of [...sockets]) if (atRest(socket)) giveBack(socket);
   };
 
+  const pauseAtRest = (socket: HandedSocket): void => {
+    socket.pause();
+    held.add(socket);
+  };
+
   const hold = (): void => {
     holding = true;
-    for (const socket of sockets) if (atRest(socket)) socket.pause();
+    for (const socket of sockets) if (atRest(socket)) pauseAtRest(socket);
   };
 
   const proceed = (): void => {
     holding = false;
-    for (const socket of sockets) if (!socket.destroyed && socket.isPaused()) socket.resume();
+    for (const socket of held) if (!socket.destroyed) socket.resume();
+    held.clear();
   };
 
   const shed = (keep: number): void => {
@@ -189,7 +198,7 @@ function install(): void {
     else if (sockets.size > shedTo) {
       giveBack(socket);
       if (sockets.size <= shedTo) shedTo = Infinity;
-    } else if (holding) socket.pause();
+    } else if (holding) pauseAtRest(socket);
   };
 
   function onResponseClose(this: TimedResponse): void {
@@ -276,6 +285,7 @@ function install(): void {
         sockets.add(socket);
         socket.once('close', () => {
           sockets.delete(socket);
+          held.delete(socket);
           if (!socket[RETURNED]) send({ type: 'closed', id: socket[ID] });
         });
         // As net.Server does for its own connections: counted (server.close() waits for them),

@@ -153,6 +153,33 @@ test('a rolling restart under load fails no request, and idle kept-alive connect
   }
 });
 
+test('max_requests while resisting a deployment error: the process reaches the limit and goes on serving on the same connection', async () => {
+  const app = new AppDir('good', 'v1');
+  const hf = await Holdfast.start(app.dir, ['--max-requests', '10', '--rolling-restarts', '--resist-deployment-errors', '--probation-time', '0']);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const pid = [...hf.appPids][0]!;
+    app.deploy('syntax-error', 'v2');
+    const restart = await hf.cli(['restart']);
+    assert.notEqual(restart.code, 0);
+    assert.ok((await hf.status()).groups[0]!.resisting_deployment_error);
+    // The hook holds its connections at the limit until holdfast answers; resisting, it says go on.
+    for (let i = 0; i < 25; i++) {
+      const r = await request(hf.url('/'), agent);
+      assert.equal(r.status, 200);
+      assert.match(r.body, new RegExp(`version v1 pid ${pid}`));
+    }
+    const p = (await hf.status()).groups[0]!.processes[0]!;
+    assert.equal(p.pid, pid);
+    assert.equal(p.state, 'enabled');
+    assert.ok(p.processed >= 25);
+  } finally {
+    agent.destroy();
+    await stopClean(hf);
+    app.remove();
+  }
+});
+
 test('when the pool grows under load, kept-alive connections spread to the new process', async () => {
   const hf = await Holdfast.start(fixtureApp('cpu'), ['--max-pool-size', '2', '--pool-idle-time', '0']);
   try {
