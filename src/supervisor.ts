@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAdminServer, type AdminServer } from './admin/server';
 import { createInstance, type Instance } from './admin/instance';
-import { createMetrics, type Metrics } from './admin/metrics';
+import { DURATION_BUCKETS, createMetrics } from './admin/metrics';
 import { startWebListeners } from './admin/web';
 import type { HoldfastConfig } from './config/types';
 import { systemClock } from './core/clock';
@@ -16,7 +16,6 @@ import { Pool } from './core/pool';
 import { DEFAULT_BUSY_EVENT_LOOP_UTILIZATION, DEFAULT_BUSY_SESSIONS } from './core/scaling';
 import { HoldfastError } from './errors';
 import type { LogHandle, Logger } from './log/logger';
-import { DURATION_BUCKETS } from './admin/metrics';
 import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, createProxy, type Proxy } from './proxy/server';
 import { ChildSpawner, resolveNodeEntry } from './spawn/child-spawner';
 import { startWatchdog } from './spawn/watchdog';
@@ -81,7 +80,8 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     const appLogger = logger.child({ app: config.name });
     // The hand-off path needs the hook (a Node app) and per-connection balancing (no concurrency limit).
     const handoff = config.connectionHandoff && config.appStartCommand === undefined && config.concurrency === 0;
-    let metrics: Metrics | undefined;
+    // pool and group come below; the metrics only read them once serving.
+    const metrics = createMetrics({ snapshot: () => pool.snapshot(), flush: () => group.flushHandedOff(), version: VERSION, instance: instance.name });
     const spawner = new ChildSpawner({
       appDir: config.appDir,
       ...(config.appStartCommand !== undefined ? { appStartCommand: config.appStartCommand } : {}),
@@ -103,13 +103,12 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
               keepAliveTimeoutMs: DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
               buckets: DURATION_BUCKETS,
             },
-            onRequestStats: (stats) => metrics?.handedOffRequests(stats),
+            onRequestStats: (stats) => metrics.handedOffRequests(stats),
           }
         : {}),
     });
 
     const pool = new Pool(config.maxPoolSize);
-    metrics = createMetrics({ snapshot: () => pool.snapshot(), flush: () => group.flushHandedOff(), version: VERSION, instance: instance.name });
     let proxy: Proxy | undefined;
     const group = new Group(
       {

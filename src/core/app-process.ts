@@ -84,9 +84,14 @@ export class AppProcess {
     return this.sessions + (this.handle?.connections?.peakRequests() ?? 0);
   }
 
-  /** Requests served or being served: proxied sessions plus those started on handed-off connections. */
+  /** Requests served: proxied sessions served to the end plus those started on handed-off connections. */
+  requestsServed(): number {
+    return this.processed + (this.handle?.connections?.servedRequests() ?? 0);
+  }
+
+  /** Requests served or being served (what max_requests counts). */
   requestsSeen(): number {
-    return this.processed + this.sessions + (this.handle?.connections?.servedRequests() ?? 0);
+    return this.requestsServed() + this.sessions;
   }
 
   /** Nothing holds a drain: no session and no handed-off connection. */

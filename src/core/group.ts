@@ -226,15 +226,23 @@ export class Group implements SessionSource, ConnectionSource {
   }
 
   private route(avoidPid: number | undefined): AppProcess | undefined {
+    return this.pick(() => true, (p) => p.sessions, avoidPid);
+  }
+
+  /**
+   * The least busy of the enabled processes that `admits`, by pickProcess: `count` is what "fewest"
+   * compares (sessions for a request, connections for a connection).
+   */
+  private pick(admits: (p: AppProcess) => boolean, count: (p: AppProcess) => number, avoidPid: number | undefined): AppProcess | undefined {
     const now = this.clock.now();
     const views: Array<RoutableProcess & { process: AppProcess }> = [];
     for (const p of this.processes) {
-      if (p.state !== 'enabled') continue;
+      if (p.state !== 'enabled' || !admits(p)) continue;
       views.push({
         process: p,
         pid: p.pid,
         generation: p.generation,
-        sessions: p.sessions,
+        sessions: count(p),
         lastUsedAt: p.lastUsedAt,
         available: this.takesSessions(p, now),
         busy: this.busy(p),
@@ -290,21 +298,7 @@ export class Group implements SessionSource, ConnectionSource {
    */
   private connectionTarget(): AppProcess | undefined {
     if (this.closing || this.waiters.length > 0 || this.options.concurrency > 0) return undefined;
-    const now = this.clock.now();
-    const views: Array<RoutableProcess & { process: AppProcess }> = [];
-    for (const p of this.processes) {
-      if (p.state !== 'enabled' || !p.handle?.connections || this.inProbation(p)) continue;
-      views.push({
-        process: p,
-        pid: p.pid,
-        generation: p.generation,
-        sessions: p.connections,
-        lastUsedAt: p.lastUsedAt,
-        available: this.takesSessions(p, now),
-        busy: this.busy(p),
-      });
-    }
-    return pickProcess(views, undefined)?.process;
+    return this.pick((p) => p.handle?.connections !== undefined && !this.inProbation(p), (p) => p.connections, undefined);
   }
 
   /** Asks every process on the hand-off path for its latest request counts (metrics read them). */
@@ -946,7 +940,7 @@ function processSnapshot(p: AppProcess, now: number): ProcessSnapshot {
     generation: p.generation,
     state: p.state,
     sessions: p.load(),
-    processed: p.processed + (p.handle?.connections?.servedRequests() ?? 0),
+    processed: p.requestsServed(),
     connections: p.connections,
     started_at: new Date(p.readyAt || p.spawnStartedAt).toISOString(),
     uptime_seconds: p.readyAt ? Math.floor((now - p.readyAt) / 1000) : 0,

@@ -13,22 +13,16 @@ import type { Logger } from '../log/logger';
 const MAX_HANDS = 3;
 const BOUNCE_MS = 1000;
 
-export interface HandoffFront {
-  /** Connections handed off now (holdfast holds its own paused descriptor of each). */
-  handedOff(): number;
-}
-
 /**
  * Makes `server` (the proxy's HTTP server, not yet listening) hand connections off. `closing()`
  * true: a connection given back is closed, at rest, instead of routed again.
  */
-export function installHandoff(server: Server, source: ConnectionSource, options: { closing(): boolean; logger: Logger }): HandoffFront {
+export function installHandoff(server: Server, source: ConnectionSource, options: { closing(): boolean; logger: Logger }): void {
   const [proxyListener, ...others] = server.listeners('connection') as Array<(socket: Socket) => void>;
   if (!proxyListener || others.length > 0) throw new Error('installHandoff: expected exactly the HTTP server connection listener');
   server.removeAllListeners('connection');
   // Accepted sockets do not start reading: the first byte must be read by whoever serves them.
   (server as Server & { pauseOnConnect: boolean }).pauseOnConnect = true;
-  let handed = 0;
 
   const toProxy = (socket: Socket): void => {
     proxyListener.call(server, socket);
@@ -42,10 +36,8 @@ export function installHandoff(server: Server, source: ConnectionSource, options
       toProxy(socket);
       return;
     }
-    handed++;
     const handedAt = performance.now();
     lease.hand(socket, (returned) => {
-      handed--;
       if (!returned || options.closing()) socket.destroy();
       else route(socket, performance.now() - handedAt < BOUNCE_MS ? hands + 1 : 0);
     });
@@ -61,6 +53,4 @@ export function installHandoff(server: Server, source: ConnectionSource, options
       socket.destroy();
     }
   });
-
-  return { handedOff: () => handed };
 }

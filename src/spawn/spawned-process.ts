@@ -40,7 +40,7 @@ export interface LaunchOptions {
   onRequestStats?: RequestStatsListener;
 }
 
-/** fd of the hook channel in the app process; the hook reads it from HOLDFAST_CHANNEL_FD. */
+/** fd of the hook's IPC channel in the app process (Node tells the app in NODE_CHANNEL_FD). */
 export const CHANNEL_FD = 3;
 
 /** How long output may still trickle in after the exit before the error is written. */

@@ -224,12 +224,3 @@ export function request(
   });
 }
 
-/** A pid no longer exists (signal 0 fails with ESRCH). */
-export function pidGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-}

@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { REPO_ROOT } from '../../helpers/paths';
 import { dataChunks, dataSha256 } from '../../helpers/proxy-data';
-import { pidGone } from '../../helpers/proxy-fakes';
+import { pidAlive } from '../../helpers/holdfast';
 
 const MB = 1024 * 1024;
 const RSS_LIMIT_BYTES = 150 * MB;
@@ -45,9 +45,9 @@ async function stopHarness(child: ChildProcess, upstreamPid: number): Promise<vo
     child.kill('SIGTERM');
     await exited;
   }
-  assert.ok(pidGone(child.pid!), `harness pid ${child.pid} is gone`);
-  for (let i = 0; i < 100 && !pidGone(upstreamPid); i++) await new Promise((resolve) => setTimeout(resolve, 20));
-  assert.ok(pidGone(upstreamPid), `harness upstream pid ${upstreamPid} is gone`);
+  assert.ok(!pidAlive(child.pid!), `harness pid ${child.pid} is gone`);
+  for (let i = 0; i < 100 && pidAlive(upstreamPid); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.ok(!pidAlive(upstreamPid), `harness upstream pid ${upstreamPid} is gone`);
 }
 
 test('a 100 MB upload and a 300 MB download arrive intact while the proxy process stays under 150 MB', { timeout: 180_000 }, async (t) => {

@@ -10,7 +10,8 @@ import type { UpstreamTarget } from '../../../src/core/spawner';
 import { CapacityError } from '../../../src/errors';
 import { createProxy, type Proxy } from '../../../src/proxy/server';
 import { silentLogger } from '../../../src/log/logger';
-import { eventually, FakeSessionSource, pidGone, socketDir } from '../../helpers/proxy-fakes';
+import { pidAlive } from '../../helpers/holdfast';
+import { eventually, FakeSessionSource, socketDir } from '../../helpers/proxy-fakes';
 import { fixtureApp } from '../../helpers/paths';
 
 interface EchoApp {
@@ -44,7 +45,7 @@ async function startEchoApp(port: string): Promise<EchoApp> {
         child.kill('SIGTERM');
         await exited;
       }
-      assert.ok(pidGone(child.pid!), `websocket-echo pid ${child.pid} is gone`);
+      assert.ok(!pidAlive(child.pid!), `websocket-echo pid ${child.pid} is gone`);
     },
   };
 }
