@@ -9,6 +9,9 @@ export const ERROR_CODES = {
   HF_SPAWN_EXITED: 'an app process exited (code or signal) before it was ready',
   HF_SPAWN_TIMEOUT: 'an app process did not become ready within start_timeout',
   HF_SPAWN_PROBATION: 'an app process exited during its probation right after becoming ready',
+  HF_SPAWN_DIED: 'a process of a new version died before its rolling restart finished, or the new version crash-loops',
+  HF_HEALTH_CHECK: 'a new app process did not answer health_check_path with 2xx in time',
+  HF_RESTART_TIMEOUT: 'a restart did not finish within its deadline',
   HF_QUEUE_FULL: 'the request queue is full (max_request_queue_size)',
   HF_SHUTTING_DOWN: 'holdfast is stopping and takes no new requests',
   HF_QUEUE_TIMEOUT: 'a request waited in the queue for too long',
@@ -46,7 +49,12 @@ export class ConfigError extends HoldfastError {
   }
 }
 
-export type SpawnErrorCategory = 'os' | 'exited' | 'timeout' | 'probation';
+/**
+ * os: could not run; exited: before ready; timeout: not ready within start_timeout; probation: died
+ * within probation_time; died: a new version's process died before its restart finished, or the new
+ * version crash-loops; health_check: did not pass health_check_path; deadline: the restart ran out of time.
+ */
+export type SpawnErrorCategory = 'os' | 'exited' | 'timeout' | 'probation' | 'died' | 'health_check' | 'deadline';
 
 export interface SpawnErrorDetails {
   category: SpawnErrorCategory;
@@ -68,6 +76,9 @@ const SPAWN_CODES: Record<SpawnErrorCategory, ErrorCode> = {
   exited: 'HF_SPAWN_EXITED',
   timeout: 'HF_SPAWN_TIMEOUT',
   probation: 'HF_SPAWN_PROBATION',
+  died: 'HF_SPAWN_DIED',
+  health_check: 'HF_HEALTH_CHECK',
+  deadline: 'HF_RESTART_TIMEOUT',
 };
 
 /** A process that never became ready (or died in probation). */

@@ -2,7 +2,8 @@
 // snake_case like the snapshots; `holdfast status --json` prints StatusDocument as is.
 
 import type { ErrorCode } from '../errors';
-import type { PoolSnapshot, RestartKind, RestartOutcome, RestartProgress } from '../core/control';
+import type { PoolSnapshot, RestartKind } from '../core/snapshots';
+import type { RestartOutcome, RestartProgress } from '../core/operations';
 
 /** What a token grants. read: status (and metrics). admin: everything. */
 export type Access = 'read' | 'admin';

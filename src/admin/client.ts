@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import type { RestartOutcome, RestartProgress } from '../core/control';
+import type { RestartOutcome, RestartProgress } from '../core/operations';
 import { AdminError, ERROR_CODES, HoldfastError, type ErrorCode } from '../errors';
 import {
   NDJSON,

@@ -7,9 +7,10 @@
 // the others (processes by state add up to the process count of the same instant).
 
 import { Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
-import type { RequestStats } from '../core/spawner';
-import type { PoolSnapshot, ProcessState, RestartKind, RestartOutcomeKind } from '../core/control';
-import type { GroupObserver, SpawnCause } from '../core/group';
+import type { RequestStats } from '../core/process-handle';
+import type { PoolSnapshot, ProcessState, RestartKind, RestartOutcomeKind } from '../core/snapshots';
+import type { GroupObserver } from '../core/group/group';
+import type { SpawnCause } from '../core/app-process';
 import type { SpawnErrorDetails } from '../errors';
 import type { AdminRoute } from './server';
 
@@ -26,8 +27,8 @@ export interface Metrics {
   requestDone(info: RequestDoneInfo): void;
   /** Counts an app process reported for requests on handed-off connections (deltas). */
   handedOffRequests(stats: RequestStats): void;
-  /** `inner`, with counting added: what the supervisor gives the group as its observer. */
-  observe(app: string, inner?: GroupObserver): GroupObserver;
+  /** The group observer that counts spawns, spawn errors, exits and restarts; the supervisor composes it with the others. */
+  observe(app: string): GroupObserver;
   /** Requests answered since start, every status (fresh counts from the app processes); the status page draws requests/s from it. */
   requestsTotal(): Promise<number>;
   /** The exposition text, gauges read from a fresh snapshot. */
@@ -48,8 +49,8 @@ export interface MetricsOptions {
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
-const SPAWN_CAUSES: readonly SpawnCause[] = ['start', 'demand', 'restart', 'replace', 'recovery'];
-const SPAWN_ERROR_CATEGORIES: readonly SpawnErrorDetails['category'][] = ['os', 'exited', 'timeout', 'probation'];
+const SPAWN_CAUSES: readonly SpawnCause[] = ['start', 'demand', 'restart', 'replace', 'recovery', 'rollback'];
+const SPAWN_ERROR_CATEGORIES: readonly SpawnErrorDetails['category'][] = ['os', 'exited', 'timeout', 'probation', 'died', 'health_check', 'deadline'];
 const RESTART_KINDS: readonly RestartKind[] = ['plain', 'rolling'];
 const RESTART_OUTCOMES: readonly RestartOutcomeKind[] = ['succeeded', 'failed', 'resisted', 'superseded'];
 /** Zero-filled for the serving generation; a process being started is in holdfast_spawning_processes. */
@@ -176,7 +177,7 @@ export function createMetrics(opts: MetricsOptions): Metrics {
         const labels = { app, pid: String(p.pid), generation: String(p.generation) };
         processes.inc({ app, state: p.state, generation: labels.generation });
         sessions.set(labels, p.sessions);
-        rss.set(labels, p.rss_bytes);
+        if (p.rss_bytes !== null) rss.set(labels, p.rss_bytes);
         cpu.set(labels, p.cpu_percent / 100);
         const started = Date.parse(p.started_at);
         if (Number.isFinite(started)) startTime.set(labels, started / 1000);
@@ -207,33 +208,18 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       answered += stats.count;
       duration.add(stats.buckets, stats.sum, stats.count);
     },
-    observe(app, inner) {
+    observe(app) {
       for (const cause of SPAWN_CAUSES) spawns.inc({ app, cause }, 0);
       for (const category of SPAWN_ERROR_CATEGORIES) spawnErrors.inc({ app, category }, 0);
       for (const kind of RESTART_KINDS) for (const outcome of RESTART_OUTCOMES) restarts.inc({ app, kind, outcome }, 0);
       exits.inc({ app, reason: 'died' }, 0);
+      exits.inc({ app, reason: 'crashed' }, 0);
       return {
-        ...inner,
-        spawned: (p, i) => {
-          spawns.inc({ app, cause: i.cause });
-          inner?.spawned?.(p, i);
-        },
-        spawnFailed: (e, i) => {
-          spawnErrors.inc({ app, category: e.details.category });
-          inner?.spawnFailed?.(e, i);
-        },
-        processStopped: (p, reason, exit) => {
-          exits.inc({ app, reason });
-          inner?.processStopped?.(p, reason, exit);
-        },
-        processDied: (p, exit) => {
-          exits.inc({ app, reason: 'died' });
-          inner?.processDied?.(p, exit);
-        },
-        restartFinished: (o) => {
-          restarts.inc({ app, kind: o.kind, outcome: o.outcome });
-          inner?.restartFinished?.(o);
-        },
+        spawned: (_p, i) => spawns.inc({ app, cause: i.cause }),
+        spawnFailed: (e) => spawnErrors.inc({ app, category: e.details.category }),
+        processStopped: (_p, reason) => exits.inc({ app, reason }),
+        processDied: (_p, _exit, crash) => exits.inc({ app, reason: crash ? 'crashed' : 'died' }),
+        restartFinished: (o) => restarts.inc({ app, kind: o.kind, outcome: o.outcome }),
       };
     },
     requestsTotal: async () => {

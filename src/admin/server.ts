@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Clock } from '../core/clock';
 import { systemClock } from '../core/clock';
-import type { Control, RestartProgress } from '../core/control';
+import type { Control, RestartProgress } from '../core/operations';
 import { AdminError, HoldfastError, isHoldfastError, type ErrorCode } from '../errors';
 import type { Logger } from '../log/logger';
 import {

@@ -18,7 +18,7 @@ import type { HostPort } from '../config/host-port';
 import { formatHostPort } from '../config/host-port';
 import type { Clock } from '../core/clock';
 import { systemClock } from '../core/clock';
-import type { Control } from '../core/control';
+import type { Control } from '../core/operations';
 import { HoldfastError } from '../errors';
 import type { Logger } from '../log/logger';
 import type { StatusDocument } from './api';

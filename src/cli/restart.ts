@@ -3,7 +3,7 @@
 
 import type { Command } from 'commander';
 import { connectAdmin } from '../admin/client';
-import type { RestartProgress } from '../core/control';
+import type { RestartProgress } from '../core/operations';
 import { addNameOption, oneLineErrors, processIo, type CommandIo } from './admin-io';
 import { renderRestartOutcome, renderRestartProgress } from './status-render';
 

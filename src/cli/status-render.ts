@@ -3,16 +3,8 @@
 // so one document always renders the same text.
 
 import type { StatusDocument } from '../admin/api';
-import type {
-  GroupSnapshot,
-  LastRestartSnapshot,
-  ProcessSnapshot,
-  RestartKind,
-  RestartOutcome,
-  RestartProgress,
-  RestartSnapshot,
-  SpawnErrorSnapshot,
-} from '../core/control';
+import type { GroupSnapshot, LastRestartSnapshot, ProcessSnapshot, RestartKind, RestartSnapshot, SpawnErrorSnapshot } from '../core/snapshots';
+import type { RestartOutcome, RestartProgress } from '../core/operations';
 
 /** Output lines a status shows per spawn error; a restart failure shows more. */
 export const STATUS_OUTPUT_LINES = 15;
@@ -53,7 +45,7 @@ function renderGroup(group: GroupSnapshot, now: number): string[] {
     const r = group.resisting_deployment_error;
     lines.push(
       `  Resisting deployment error ${r.error.error_id} since ${formatTime(r.since)} (for ${formatDuration(r.for_seconds)})`,
-      '    The previous version keeps serving; no process is spawned until `holdfast restart` (a new deploy) or `holdfast resume`.',
+      `    ${r.note[0]!.toUpperCase()}${r.note.slice(1)}.`,
       ...spawnErrorLines(r.error, '    ', STATUS_OUTPUT_LINES),
     );
   } else if (group.last_spawn_error) {
@@ -165,6 +157,12 @@ function cause(e: SpawnErrorSnapshot): string {
       return 'could not be started';
     case 'probation':
       return `exited right after it became ready${how ? ` (${how})` : ''}`;
+    case 'died':
+      return `a process of the new version died${how ? ` (${how})` : ''}`;
+    case 'health_check':
+      return 'did not pass the health check';
+    case 'deadline':
+      return 'the restart ran out of time';
   }
 }
 
@@ -206,7 +204,8 @@ function ago(iso: string, now: number): string {
   return `${formatDuration((now - t) / 1000)} ago`;
 }
 
-function formatMegabytes(bytes: number): string {
+function formatMegabytes(bytes: number | null): string {
+  if (bytes === null) return '-';
   return `${Math.round(bytes / (1024 * 1024))}M`;
 }
 

@@ -137,6 +137,9 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     metricsAddress: hostPort('metrics_address'),
     statusAddress: hostPort('status_address'),
     readinessPath: value('readiness_path'),
+    rollingRestartSurge: value('rolling_restart_surge'),
+    healthCheckPath: value('health_check_path'),
+    healthCheckTimeoutMs: seconds('health_check_timeout'),
     warnings,
   };
 }

@@ -39,6 +39,9 @@ const ARG_NAMES: Record<string, string> = {
   metrics_address: 'HOST:PORT',
   status_address: 'HOST:PORT',
   readiness_path: 'PATH',
+  rolling_restart_surge: 'NUMBER',
+  health_check_path: 'PATH',
+  health_check_timeout: 'SECONDS',
 };
 
 const SHORT_FLAGS: Record<string, string> = { port: '-p', address: '-a', environment: '-e' };

@@ -46,6 +46,11 @@ export interface HoldfastConfig {
   statusAddress: HostPort | undefined;
   /** Path on the public port answering 200 while a process can serve, 503 otherwise; undefined = off. */
   readinessPath: string | undefined;
+  /** Processes a rolling restart may run above max_pool_size for one replacement (rolling_restart_surge). */
+  rollingRestartSurge: number;
+  /** GET that every new process must answer 2xx before it serves; undefined = no check (health_check_path). */
+  healthCheckPath: string | undefined;
+  healthCheckTimeoutMs: number;
   /**
    * Things worth a warning at start that are not errors (e.g. resist_deployment_errors without
    * rolling_restarts, Passengerfile.json options that have no effect). Added by config/; the CLI logs

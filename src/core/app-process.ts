@@ -1,7 +1,11 @@
-// One app process as the pool sees it: its state, sessions, load and counters.
+// One app process as the pool sees it. It owns its own accounting, as Passenger's Process does:
+// opening and closing sessions and connections, its request counters, whether it is busy and
+// whether it takes a session now. The group decides what to do with it; it never touches counters.
 
-import type { ProcessState } from './control';
-import type { ProcessHandle, UpstreamTarget } from './spawner';
+import type { ProcessState } from './snapshots';
+import type { ConnectionTaker, ProcessHandle, UpstreamTarget } from './process-handle';
+import { atConcurrencyLimit, isBusy } from './scaling';
+import type { ScalingOptions } from './scaling';
 
 // spawning -> enabled -> draining -> stopped; a spawn that fails or is abandoned goes spawning -> stopped.
 const TRANSITIONS: Record<ProcessState, readonly ProcessState[]> = {
@@ -11,46 +15,80 @@ const TRANSITIONS: Record<ProcessState, readonly ProcessState[]> = {
   stopped: [],
 };
 
-export type StopReason =
-  | 'idle'
-  | 'max_requests'
-  | 'memory_limit'
-  | 'restart'
-  | 'shutdown'
-  | 'superseded'
-  | 'died'
-  | 'unreachable';
+/** Why a process is drained and stopped. */
+export type StopReason = 'idle' | 'max_requests' | 'memory_limit' | 'restart' | 'rollback' | 'shutdown';
+
+/** Why a process is spawned. */
+export type SpawnCause = 'start' | 'demand' | 'restart' | 'replace' | 'recovery' | 'rollback';
+
+/** What the proxy says of the request a session serves, so that a crash can name it. */
+export interface RequestInfo {
+  readonly method: string;
+  readonly path: string;
+  readonly requestId: string;
+}
+
+/** A process unreachable a moment ago is skipped by routing for this long (it may be dead). */
+const UNREACHABLE_BACKOFF_MS = 1000;
+
+/**
+ * Every request count of one process, over both paths: proxied sessions it counts itself, and
+ * handed-off connections whose requests only the process sees (its taker reports them).
+ */
+export class RequestCounters {
+  /** Proxied sessions open now (requests in flight, upgraded connections). Never negative. */
+  open = 0;
+  /** Proxied sessions served to the end. */
+  completed = 0;
+
+  constructor(private readonly taker: () => ConnectionTaker | undefined) {}
+
+  /** Requests in progress as far as the pool knows: open sessions plus the hand-off's recent peak. */
+  inFlight(): number {
+    return this.open + (this.taker()?.peakRequests() ?? 0);
+  }
+
+  /** Requests served: sessions served to the end plus those started on handed-off connections. */
+  served(): number {
+    return this.completed + (this.taker()?.servedRequests() ?? 0);
+  }
+
+  /** Requests served or being served (what max_requests counts). */
+  seen(): number {
+    return this.served() + this.open;
+  }
+}
 
 let nextId = 1;
 
 export class AppProcess {
   readonly id = nextId++;
   readonly generation: number;
+  readonly cause: SpawnCause;
   readonly spawnStartedAt: number;
   private stateValue: ProcessState = 'spawning';
   /** Set once the spawn succeeded; undefined while spawning. */
   handle: ProcessHandle | undefined;
-  /** Sessions open on this process now (requests in flight, upgraded connections). */
-  sessions = 0;
-  /** Sessions served to the end. */
-  processed = 0;
-  /** Visitor connections handed off to the process (the hand-off path); it holds a drain like a session. */
-  connections = 0;
+  readonly requests = new RequestCounters(() => this.handle?.connectionTaker);
+  /** The requests of the open sessions (a crash names them). */
+  private readonly openRequests = new Set<RequestInfo>();
+  /** Visitor connections handed off to the process now (the hand-off path); each holds a drain like a session. */
+  connectionCount = 0;
   /** servedRequests() of its connection taker when the pool last looked, to notice activity. */
   lastServedSeen = 0;
   readyAt = 0;
   lastUsedAt = 0;
-  rssBytes = 0;
+  /** undefined until the first sample. */
+  rssBytes: number | undefined;
   cpuPercent = 0;
   /** Routing skips the process until then: a connection to it just failed and it may be dead. */
-  unreachableUntil = 0;
-  /** Why it is draining or stopped. */
-  stopReason: StopReason | undefined;
+  private unreachableUntil = 0;
   /** Resolves when the process is stopped (set when stopping begins). */
   stopping: Promise<void> | undefined;
 
-  constructor(generation: number, now: number) {
+  constructor(generation: number, cause: SpawnCause, now: number) {
     this.generation = generation;
+    this.cause = cause;
     this.spawnStartedAt = now;
   }
 
@@ -75,27 +113,74 @@ export class AppProcess {
     this.stateValue = to;
   }
 
+  /** Became ready: it serves from now on. */
+  enable(handle: ProcessHandle, now: number): void {
+    this.handle = handle;
+    this.transition('enabled');
+    this.readyAt = now;
+    this.lastUsedAt = now;
+  }
+
+  inProbation(now: number, probationMs: number): boolean {
+    return this.readyAt > 0 && now - this.readyAt < probationMs;
+  }
+
   eventLoopUtilization(): number | undefined {
     return this.handle?.eventLoopUtilization();
   }
 
-  /** Requests in progress as far as the pool knows: proxied sessions plus the hand-off's recent peak. */
-  load(): number {
-    return this.sessions + (this.handle?.connections?.peakRequests() ?? 0);
+  /** Busy in the scaling sense: at its concurrency limit, a saturated event loop, or requests piling up. */
+  isBusy(options: Pick<ScalingOptions, 'concurrency' | 'busyEventLoopUtilization' | 'busySessions'>): boolean {
+    return isBusy({ sessions: this.requests.inFlight(), eventLoopUtilization: this.eventLoopUtilization() }, options);
   }
 
-  /** Requests served: proxied sessions served to the end plus those started on handed-off connections. */
-  requestsServed(): number {
-    return this.processed + (this.handle?.connections?.servedRequests() ?? 0);
+  /**
+   * Whether a new session may go here now: enabled, not just found unreachable, under its
+   * concurrency limit, and not past max_requests (0 = no limit; the group passes 0 while recycling is off).
+   */
+  takesSession(now: number, limits: { concurrency: number; maxRequests: number }): boolean {
+    if (this.stateValue !== 'enabled' || now < this.unreachableUntil) return false;
+    if (atConcurrencyLimit({ sessions: this.requests.open }, limits)) return false;
+    return !(limits.maxRequests > 0 && this.requests.seen() >= limits.maxRequests);
   }
 
-  /** Requests served or being served (what max_requests counts). */
-  requestsSeen(): number {
-    return this.requestsServed() + this.sessions;
+  openSession(now: number, request: RequestInfo | undefined): void {
+    this.requests.open++;
+    this.lastUsedAt = now;
+    if (request) this.openRequests.add(request);
+  }
+
+  /** unreachable: the request provably never reached the process; it is skipped for a moment and not counted as served. */
+  closeSession(now: number, request: RequestInfo | undefined, unreachable: boolean): void {
+    this.requests.open--;
+    this.lastUsedAt = now;
+    if (request) this.openRequests.delete(request);
+    if (unreachable) this.unreachableUntil = now + UNREACHABLE_BACKOFF_MS;
+    else this.requests.completed++;
+  }
+
+  openConnection(now: number): void {
+    this.connectionCount++;
+    this.lastUsedAt = now;
+  }
+
+  closeConnection(now: number): void {
+    this.connectionCount--;
+    this.lastUsedAt = now;
+  }
+
+  /** The requests it was serving (proxied ones; the hand-off path's are the process's own). */
+  requestsInFlight(): RequestInfo[] {
+    return [...this.openRequests];
   }
 
   /** Nothing holds a drain: no session and no handed-off connection. */
-  drained(): boolean {
-    return this.sessions === 0 && this.connections === 0;
+  isDrained(): boolean {
+    return this.requests.open === 0 && this.connectionCount === 0;
+  }
+
+  /** Whether it serves or holds visitors now: a session, a handed-off connection, or requests on one. */
+  inUse(): boolean {
+    return this.connectionCount > 0 || this.requests.inFlight() > 0;
   }
 }

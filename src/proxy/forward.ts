@@ -4,7 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { Session } from '../core/session';
+import type { Session } from '../core/leases';
 import { visitorResponseHeaders } from './headers';
 import type { UpstreamPools } from './upstream-pools';
 

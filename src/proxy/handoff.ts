@@ -6,7 +6,7 @@
 
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
-import type { ConnectionSource } from '../core/session';
+import type { ConnectionSource } from '../core/leases';
 import type { Logger } from '../log/logger';
 
 /** A connection given back this many times in a row, each within BOUNCE_MS, goes to the proxy (processes dying as we hand). */

@@ -1,6 +1,6 @@
 // What the request and upgrade paths of one proxy share.
 
-import type { SessionSource } from '../core/session';
+import type { SessionSource } from '../core/leases';
 import { isHoldfastError } from '../errors';
 import type { Logger } from '../log/logger';
 import { codeOf, errorIdOf, errorPage, type ErrorPage } from './error-pages';

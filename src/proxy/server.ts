@@ -5,8 +5,8 @@ import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { ConnectionSource, Session, SessionSource } from '../core/session';
-import type { UpstreamTarget } from '../core/spawner';
+import type { ConnectionSource, Session, SessionSource } from '../core/leases';
+import type { UpstreamTarget } from '../core/process-handle';
 import { HoldfastError } from '../errors';
 import type { Logger } from '../log/logger';
 import { Attempt, type AttemptContext, type AttemptOutcome, type AttemptRequest } from './forward';
@@ -47,7 +47,7 @@ export interface Proxy {
   /** Rejects with HoldfastError('HF_LISTEN', one line naming address:port and the reason). */
   listen(port: number, address: string): Promise<{ address: string; port: number }>;
   /** Close idle keep-alive sockets to this target now, and do not keep any new ones to it (its process is draining/stopping). */
-  forgetTarget(target: UpstreamTarget): void;
+  closeUpstream(target: UpstreamTarget): void;
   /** Stop accepting; let in-flight requests finish for at most graceMs; then destroy everything. Idempotent. */
   close(graceMs: number): Promise<void>;
   inFlight(): number;
@@ -452,7 +452,7 @@ export function createProxy(options: ProxyOptions): Proxy {
 
   return {
     listen,
-    forgetTarget: (target) => pools.forget(target),
+    closeUpstream: (target) => pools.closeTarget(target),
     close,
     inFlight: () => inFlight,
   };

@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Session } from '../core/session';
+import type { Session } from '../core/leases';
 import { HoldfastError } from '../errors';
 import { hasRequestBody, requestIdFor, upstreamRequestHeaders, visitorResponseHeaders } from './headers';
 import { isUnreachable } from './forward';

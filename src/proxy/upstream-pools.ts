@@ -8,8 +8,8 @@ import type { Pool as PoolType } from 'undici';
 // pinned to an exact version, and a unit test checks this path still gives undici's own Pool.
 const Pool = require('undici/lib/dispatcher/pool') as typeof PoolType;
 type Pool = PoolType;
-import type { Session } from '../core/session';
-import type { UpstreamTarget } from '../core/spawner';
+import type { Session } from '../core/leases';
+import type { UpstreamTarget } from '../core/process-handle';
 
 export function targetKey(target: UpstreamTarget): string {
   return target.kind === 'unix' ? `unix:${target.socketPath}` : `tcp:${target.host}:${target.port}`;
@@ -61,7 +61,7 @@ export class UpstreamPools {
   readonly #pools = new Map<string, Entry>();
   // Targets whose process drains or stops: requests still routed there get a connection of their
   // own, closed after the response, so that no idle socket keeps the process's server open.
-  readonly #forgotten = new Map<string, Forgotten>();
+  readonly #closed = new Map<string, Forgotten>();
   readonly #retiring = new Map<Pool, Promise<void>>();
   readonly #sweep: NodeJS.Timeout;
 
@@ -74,9 +74,9 @@ export class UpstreamPools {
   /** The pool for a session's process. */
   for(session: Session): Upstream {
     const key = targetKey(session.target);
-    const forgotten = this.#forgotten.get(key);
+    const forgotten = this.#closed.get(key);
     // A pid we have not seen there is a new process that got the same address: remember it again.
-    if (forgotten && forgotten.pids.size > 0 && !forgotten.pids.has(session.pid)) this.#forgotten.delete(key);
+    if (forgotten && forgotten.pids.size > 0 && !forgotten.pids.has(session.pid)) this.#closed.delete(key);
     let entry = this.#pools.get(key);
     if (!entry) {
       entry = { pool: newPool(session.target, this.#idleTimeoutMs), pids: new Set(), lastUsedMs: 0 };
@@ -84,14 +84,14 @@ export class UpstreamPools {
     }
     entry.pids.add(session.pid);
     entry.lastUsedMs = Date.now();
-    return { pool: entry.pool, reset: this.#forgotten.has(key) };
+    return { pool: entry.pool, reset: this.#closed.has(key) };
   }
 
   /** Close the idle connections to a target now; in-flight exchanges finish on theirs. */
-  forget(target: UpstreamTarget): void {
+  closeTarget(target: UpstreamTarget): void {
     const key = targetKey(target);
     const entry = this.#pools.get(key);
-    this.#forgotten.set(key, { pids: entry?.pids ?? new Set(), atMs: Date.now() });
+    this.#closed.set(key, { pids: entry?.pids ?? new Set(), atMs: Date.now() });
     if (entry) {
       this.#pools.delete(key);
       this.#retire(entry.pool);
@@ -139,6 +139,6 @@ export class UpstreamPools {
         this.#retire(entry.pool);
       }
     }
-    for (const [key, forgotten] of this.#forgotten) if (now - forgotten.atMs > FORGOTTEN_TTL_MS) this.#forgotten.delete(key);
+    for (const [key, forgotten] of this.#closed) if (now - forgotten.atMs > FORGOTTEN_TTL_MS) this.#closed.delete(key);
   }
 }

@@ -4,7 +4,7 @@
 
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import type { ConnectionTaker, RequestStats } from '../core/spawner';
+import type { ConnectionTaker, RequestStats } from '../core/process-handle';
 
 export type RequestStatsListener = (stats: RequestStats) => void;
 

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { unlinkSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { SpawnError, newErrorId, type SpawnErrorCategory } from '../errors';
-import type { ConnectionTaker, ExitInfo, ProcessHandle, UpstreamTarget, UsageSample } from '../core/spawner';
+import type { ConnectionTaker, ExitInfo, ProcessHandle, UpstreamTarget, UsageSample } from '../core/process-handle';
 import { HookChannel, type RequestStatsListener } from './hook-channel';
 import { LineSplitter, OutputTail } from './output-tail';
 import { GroupTerminator, signalGroup } from './terminate';
@@ -175,7 +175,7 @@ class SpawnedProcess implements ProcessHandle {
     return this.channel?.eventLoopUtilization();
   }
 
-  get connections(): ConnectionTaker | undefined {
+  get connectionTaker(): ConnectionTaker | undefined {
     return this.channel?.takesConnections ? this.channel : undefined;
   }
 

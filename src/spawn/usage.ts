@@ -2,7 +2,7 @@
 // Node app's forked workers or a start script's children are part of what the app costs.
 
 import { readdir, readFile } from 'node:fs/promises';
-import type { UsageSample } from '../core/spawner';
+import type { UsageSample } from '../core/process-handle';
 
 /** USER_HZ: the unit of utime/stime in /proc/<pid>/stat; 100 on every mainstream Linux. */
 const CLOCK_TICKS_PER_SECOND = 100;

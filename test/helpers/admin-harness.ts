@@ -6,7 +6,8 @@
 import { appendFileSync } from 'node:fs';
 import { createInstance } from '../../src/admin/instance';
 import { startAdminServer, type AdminServer } from '../../src/admin/server';
-import type { RestartOutcome, RestartOutcomeKind, RestartProgress } from '../../src/core/control';
+import type { RestartOutcome, RestartProgress } from '../../src/core/operations';
+import type { RestartOutcomeKind } from '../../src/core/snapshots';
 import { silentLogger } from '../../src/log/logger';
 import { FakeControl } from './fake-control';
 import { groupSnapshot, poolSnapshot, resistingGroup, spawnErrorSnapshot } from './status-fixtures';

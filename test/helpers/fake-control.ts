@@ -1,13 +1,8 @@
 // A Control that records what the admin API asked of it. Restarts either follow a script
 // (progress steps, then an outcome) or are driven by the test through the returned FakeTicket.
 
-import type {
-  Control,
-  PoolSnapshot,
-  RestartOutcome,
-  RestartProgress,
-  RestartTicket,
-} from '../../src/core/control';
+import type { Control, RestartOutcome, RestartProgress, RestartTicket } from '../../src/core/operations';
+import type { PoolSnapshot } from '../../src/core/snapshots';
 import { poolSnapshot } from './status-fixtures';
 
 export type RecordedCall =

@@ -1,7 +1,8 @@
 // A spawner whose every spawn is a deferred the test settles, and whose processes die on command.
 import { SpawnError } from '../../src/errors';
 import type { SpawnErrorCategory } from '../../src/errors';
-import type { ConnectionTaker, ExitInfo, ProcessHandle, SpawnRequest, Spawner, UsageSample } from '../../src/core/spawner';
+import type { ConnectionTaker, ExitInfo, ProcessHandle, UsageSample } from '../../src/core/process-handle';
+import type { SpawnRequest, Spawner } from '../../src/core/spawner';
 
 let nextPid = 10_000;
 
@@ -56,7 +57,7 @@ export class FakeHandle implements ProcessHandle {
   ignoresSigterm = false;
   terminated = false;
   /** Set when the spawner's takesConnections is on: the process takes whole connections. */
-  connections: FakeTaker | undefined;
+  connectionTaker: FakeTaker | undefined;
   private resolveExit!: (e: ExitInfo) => void;
   private dead = false;
 
@@ -129,7 +130,7 @@ export class FakeSpawner implements Spawner {
         release,
         succeed: () => {
           const h = new FakeHandle(release, request.generation);
-          if (this.takesConnections) h.connections = new FakeTaker();
+          if (this.takesConnections) h.connectionTaker = new FakeTaker();
           this.handles.push(h);
           this.remove(entry);
           if (!settled) {

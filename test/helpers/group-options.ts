@@ -1,6 +1,6 @@
 // The Group options the pool's unit tests start from (a 1-process app, max 4, no recycling,
 // drain_timeout 5 s, probation 2 s); each test overrides what it is about.
-import type { GroupOptions } from '../../src/core/group';
+import type { GroupOptions } from '../../src/core/group/group';
 
 export function groupOptions(o: Partial<GroupOptions> = {}): GroupOptions {
   return {
@@ -18,6 +18,8 @@ export function groupOptions(o: Partial<GroupOptions> = {}): GroupOptions {
     maxRequestQueueSize: 100,
     drainTimeoutMs: 5000,
     terminateGraceMs: 1000,
+    spawnTimeoutMs: 90_000,
+    rollingRestartSurge: 1,
     rollingRestarts: false,
     resistDeploymentErrors: false,
     probationMs: 2000,

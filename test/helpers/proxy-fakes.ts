@@ -7,8 +7,8 @@ import type { Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AcquireOptions, Session, SessionSource } from '../../src/core/session';
-import type { UpstreamTarget } from '../../src/core/spawner';
+import type { AcquireOptions, Session, SessionSource } from '../../src/core/leases';
+import type { UpstreamTarget } from '../../src/core/process-handle';
 
 export interface FakeProcess {
   pid: number;

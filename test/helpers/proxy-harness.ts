@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createProxy } from '../../src/proxy/server';
 import { silentLogger } from '../../src/log/logger';
-import type { SessionSource } from '../../src/core/session';
+import type { SessionSource } from '../../src/core/leases';
 import { dataChunks } from './proxy-data';
 
 function runUpstream(socketPath: string): void {

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChildSpawner, type ChildSpawnerOptions } from '../../src/spawn/child-spawner';
 import { startWatchdog, type Watchdog } from '../../src/spawn/watchdog';
-import type { ProcessHandle, SpawnRequest, UpstreamTarget } from '../../src/core/spawner';
+import type { ProcessHandle, UpstreamTarget } from '../../src/core/process-handle';
+import type { SpawnRequest } from '../../src/core/spawner';
 import { fixtureApp } from './paths';
 
 /** A fresh 0700 dir with a short path, as the supervisor makes for sockets. */

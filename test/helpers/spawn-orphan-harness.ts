@@ -8,7 +8,7 @@
 
 import { ChildSpawner } from '../../src/spawn/child-spawner';
 import { startWatchdog, type Watchdog } from '../../src/spawn/watchdog';
-import type { ProcessHandle } from '../../src/core/spawner';
+import type { ProcessHandle } from '../../src/core/process-handle';
 import { fixtureApp } from './paths';
 
 async function main(): Promise<void> {

@@ -2,7 +2,7 @@
 // one in the middle of a rolling restart, and one resisting a deployment error.
 
 import type { StatusDocument } from '../../src/admin/api';
-import type { GroupSnapshot, PoolSnapshot, ProcessSnapshot, SpawnErrorSnapshot } from '../../src/core/control';
+import type { GroupSnapshot, PoolSnapshot, ProcessSnapshot, SpawnErrorSnapshot } from '../../src/core/snapshots';
 
 export const FIXED_DATE = '2026-03-01T12:00:00.000Z';
 export const APP_ROOT = '/srv/shop/current';
@@ -12,6 +12,7 @@ export function processSnapshot(overrides: Partial<ProcessSnapshot> = {}): Proce
     pid: 4101,
     generation: 3,
     state: 'enabled',
+    in_probation: false,
     sessions: 1,
     processed: 1520,
     connections: 0,
@@ -38,6 +39,7 @@ export function groupSnapshot(overrides: Partial<GroupSnapshot> = {}): GroupSnap
     last_restart: null,
     resisting_deployment_error: null,
     last_spawn_error: null,
+    ever_served: true,
     requests_in_queue: 0,
     spawning: 0,
     processes: [processSnapshot(), processSnapshot({ pid: 4102, sessions: 0, processed: 1311, cpu_percent: 0, rss_bytes: 48 * 1024 * 1024 })],
@@ -87,7 +89,7 @@ export function spawnErrorSnapshot(overrides: Partial<SpawnErrorSnapshot> = {}):
 
 export function restartingGroup(): GroupSnapshot {
   return groupSnapshot({
-    restart: { kind: 'rolling', generation: 4, total: 3, replaced: 2, started_at: '2026-03-01T11:59:48.000Z' },
+    restart: { kind: 'rolling', generation: 4, total: 3, replaced: 2, started_at: '2026-03-01T11:59:48.000Z', deadline_at: '2026-03-01T12:06:08.000Z' },
     spawning: 1,
     processes: [
       processSnapshot({ pid: 4201, generation: 4, processed: 12, uptime_seconds: 9, last_used_at: '2026-03-01T11:59:59.000Z' }),
@@ -101,7 +103,7 @@ export function resistingGroup(): GroupSnapshot {
   const error = spawnErrorSnapshot();
   return groupSnapshot({
     last_restart: { kind: 'rolling', generation: 4, outcome: 'resisted', finished_at: '2026-03-01T11:58:00.000Z', error },
-    resisting_deployment_error: { since: '2026-03-01T11:58:00.000Z', for_seconds: 120, error },
+    resisting_deployment_error: { since: '2026-03-01T11:58:00.000Z', for_seconds: 120, error, capacity: { serving: 2, target: 2 }, rollback_release: null, note: 'the previous version keeps serving; no process is spawned until `holdfast restart` (a new deploy) or `holdfast resume`' },
     last_spawn_error: error,
   });
 }

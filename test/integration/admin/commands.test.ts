@@ -10,7 +10,7 @@ import { startAdminServer } from '../../../src/admin/server';
 import type { CommandIo } from '../../../src/cli/admin-io';
 import { restartCommand } from '../../../src/cli/restart';
 import { statusCommand } from '../../../src/cli/status';
-import type { RestartOutcome } from '../../../src/core/control';
+import type { RestartOutcome } from '../../../src/core/operations';
 import { silentLogger } from '../../../src/log/logger';
 import { FakeControl, type RestartScript } from '../../helpers/fake-control';
 import { spawnErrorSnapshot } from '../../helpers/status-fixtures';

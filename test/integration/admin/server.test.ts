@@ -11,7 +11,7 @@ import type { StatusDocument } from '../../../src/admin/api';
 import { AdminClient, connectAdmin } from '../../../src/admin/client';
 import { createInstance, type Instance } from '../../../src/admin/instance';
 import { startAdminServer, type AdminRoute, type AdminServer } from '../../../src/admin/server';
-import type { RestartOutcome, RestartProgress } from '../../../src/core/control';
+import type { RestartOutcome, RestartProgress } from '../../../src/core/operations';
 import { AdminError, CapacityError, HoldfastError } from '../../../src/errors';
 import { silentLogger } from '../../../src/log/logger';
 import { FakeControl } from '../../helpers/fake-control';

@@ -283,13 +283,13 @@ test('the request id header name can be configured', async () => {
   }
 });
 
-test('forgetTarget closes idle upstream connections and keeps none to that target afterwards', async () => {
+test('closeUpstream closes idle upstream connections and keeps none to that target afterwards', async () => {
   const rig = await startRig({ upstreams: [(_req, res) => res.end('ok')] });
   try {
     await request(rig.port);
     const upstream = rig.upstreams[0]!;
     assert.equal(upstream.openConnections(), 1, 'the upstream connection is kept alive');
-    rig.proxy.forgetTarget(upstream.target);
+    rig.proxy.closeUpstream(upstream.target);
     await eventually(() => upstream.openConnections() === 0, 2_000, 'the idle connection to close');
     const after = await request(rig.port);
     assert.equal(after.body.toString(), 'ok');

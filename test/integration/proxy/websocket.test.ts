@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import type { UpstreamTarget } from '../../../src/core/spawner';
+import type { UpstreamTarget } from '../../../src/core/process-handle';
 import { CapacityError } from '../../../src/errors';
 import { createProxy, type Proxy } from '../../../src/proxy/server';
 import { silentLogger } from '../../../src/log/logger';

@@ -5,7 +5,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, syml
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SpawnError } from '../../../src/errors';
-import type { ProcessHandle } from '../../../src/core/spawner';
+import type { ProcessHandle } from '../../../src/core/process-handle';
 import { SpawnerFixture, get, isGone, waitUntil } from '../../helpers/spawn-helpers';
 import { fixtureApp } from '../../helpers/paths';
 

@@ -1,8 +1,9 @@
+import { composeObservers } from '../../../src/supervisor/observers';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createMetrics } from '../../../src/admin/metrics';
 import type { AppProcess } from '../../../src/core/app-process';
-import type { PoolSnapshot } from '../../../src/core/control';
+import type { PoolSnapshot } from '../../../src/core/snapshots';
 import { SpawnError } from '../../../src/errors';
 import { parsePrometheusText, samplesOf, valueOf } from '../../helpers/prometheus';
 import { groupSnapshot, poolSnapshot, processSnapshot, resistingGroup, restartingGroup } from '../../helpers/status-fixtures';
@@ -59,10 +60,10 @@ test('requests app processes counted on handed-off connections join the counter 
   assert.equal(await metrics.requestsTotal(), 7, 'asked again: 3 more');
 });
 
-test('counts spawns, spawn errors, restarts and process exits from the group observer, and still calls the inner one', async () => {
+test('counts spawns, spawn errors, restarts and process exits from the group observer, composed with the others', async () => {
   const metrics = metricsOver(() => poolSnapshot());
   const seen: string[] = [];
-  const observer = metrics.observe('shop', {
+  const observer = composeObservers(metrics.observe('shop'), {
     spawned: () => seen.push('spawned'),
     spawnFailed: () => seen.push('spawnFailed'),
     restartFinished: () => seen.push('restartFinished'),

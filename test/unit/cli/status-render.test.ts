@@ -17,6 +17,9 @@ import {
   statusDocument,
 } from '../../helpers/status-fixtures';
 
+
+const RESISTING_CAPACITY = { capacity: { serving: 2, target: 2 }, rollback_release: null, note: 'two processes of the running version keep serving' };
+
 test('status of a pool at rest shows version, date, instance, general information and every process', () => {
   const text = renderStatus(statusDocument());
   assert.equal(
@@ -59,7 +62,7 @@ test('status during a rolling restart shows how many processes were replaced and
 });
 
 test('status of a plain restart names it as such', () => {
-  const group = groupSnapshot({ restart: { kind: 'plain', generation: 9, total: 2, replaced: 0, started_at: '2026-03-01T11:59:00.000Z' } });
+  const group = groupSnapshot({ restart: { kind: 'plain', generation: 9, total: 2, replaced: 0, started_at: '2026-03-01T11:59:00.000Z', deadline_at: '2026-03-01T12:05:00.000Z' } });
   assert.match(renderStatus(statusDocument(poolSnapshot([group]))), /^ {2}Plain restart: 0 of 2 replaced \(to generation 9, started 1m 0s ago\)$/m);
 });
 
@@ -80,7 +83,7 @@ test('status while resisting shows the flag, the error id, its time, how long, t
 test('status shows only the last lines of a long captured output and says how many there were', () => {
   const output = Array.from({ length: 40 }, (_, i) => `line ${i + 1}`);
   const error = spawnErrorSnapshot({ output_tail: output });
-  const group = groupSnapshot({ resisting_deployment_error: { since: error.at, for_seconds: 5, error } });
+  const group = groupSnapshot({ resisting_deployment_error: { since: error.at, for_seconds: 5, error, ...RESISTING_CAPACITY } });
   const text = renderStatus(statusDocument(poolSnapshot([group])));
   assert.match(text, /Output \(last 15 of 40 lines\):/);
   assert.match(text, /\| line 40$/m);
@@ -90,7 +93,7 @@ test('status shows only the last lines of a long captured output and says how ma
 
 test('status names a spawn error caused by a signal, a timeout or the OS', () => {
   const render = (e: ReturnType<typeof spawnErrorSnapshot>) =>
-    renderStatus(statusDocument(poolSnapshot([groupSnapshot({ resisting_deployment_error: { since: e.at, for_seconds: 1, error: e } })])));
+    renderStatus(statusDocument(poolSnapshot([groupSnapshot({ resisting_deployment_error: { since: e.at, for_seconds: 1, error: e, ...RESISTING_CAPACITY } })])));
   assert.match(render(spawnErrorSnapshot({ exit_code: null, signal: 'SIGKILL' })), /Cause {3}: exited before it was ready \(signal SIGKILL\)/);
   assert.match(render(spawnErrorSnapshot({ category: 'timeout', exit_code: null, code: 'HF_SPAWN_TIMEOUT' })), /Cause {3}: did not become ready within start_timeout/);
   assert.match(render(spawnErrorSnapshot({ category: 'os', exit_code: null, output_tail: [] })), /Cause {3}: could not be started[\s\S]*Output {2}: \(none captured\)/);

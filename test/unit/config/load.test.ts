@@ -38,6 +38,9 @@ test('with no config file and no flags, every key takes its default', () => {
     metricsAddress: undefined,
     statusAddress: undefined,
     readinessPath: undefined,
+    rollingRestartSurge: 1,
+    healthCheckPath: undefined,
+    healthCheckTimeoutMs: 10_000,
     warnings: [],
   });
 });
@@ -66,6 +69,9 @@ const PRECEDENCE: Array<[string, unknown, string, string, keyof ReturnType<typeo
   ['start_timeout', 10, 'startTimeout', '20', 'startTimeoutMs', 10_000, 20_000],
   ['drain_timeout', 0, 'drainTimeout', '5', 'drainTimeoutMs', 0, 5_000],
   ['probation_time', 0, 'probationTime', '7', 'probationMs', 0, 7_000],
+  ['rolling_restart_surge', 0, 'rollingRestartSurge', '2', 'rollingRestartSurge', 0, 2],
+  ['health_check_path', '/up', 'healthCheckPath', '/health', 'healthCheckPath', '/up', '/health'],
+  ['health_check_timeout', 5, 'healthCheckTimeout', '7', 'healthCheckTimeoutMs', 5_000, 7_000],
   ['rolling_restarts', true, 'rollingRestarts', 'false', 'rollingRestarts', true, false],
   ['resist_deployment_errors', false, 'resistDeploymentErrors', 'true', 'resistDeploymentErrors', false, true],
   ['app_start_command', 'python3 app.py', 'appStartCommand', 'ruby app.rb', 'appStartCommand', 'python3 app.py', 'ruby app.rb'],

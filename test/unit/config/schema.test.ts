@@ -19,7 +19,7 @@ test('the schema that ships in the package is valid draft 2020-12 and forbids un
 });
 
 test('every key has a type, a description, and a default unless it has none by nature', () => {
-  const noDefault = ['app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path'];
+  const noDefault = ['app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path', 'health_check_path'];
   for (const key of settingKeys()) {
     const p = propertySchema(key);
     assert.ok(p.type, `${key} has no type`);
@@ -45,6 +45,8 @@ test('the defaults are the ones the spec promises', () => {
     drain_timeout: 30,
     probation_time: 3,
     rolling_restarts: false,
+    rolling_restart_surge: 1,
+    health_check_timeout: 10,
     resist_deployment_errors: false,
     connection_handoff: true,
     envvars: {},
@@ -68,6 +70,7 @@ test('every flag changes the resolved config', () => {
     poolIdleTime: '4', maxRequests: '5', memoryLimit: '6', maxRequestQueueSize: '7', startTimeout: '8', drainTimeout: '9', probationTime: '10',
     rollingRestarts: true, resistDeploymentErrors: true, connectionHandoff: false, startupFile: 'server.js', envvar: ['A=1'], logFile: 'x.log',
     logLevel: 'debug', name: 'other', metricsAddress: '127.0.0.1:9464', statusAddress: '127.0.0.1:9465', readinessPath: '/_ready',
+    rollingRestartSurge: '0', healthCheckPath: '/health', healthCheckTimeout: '3',
   };
   for (const option of configOptions().filter((o) => o.key !== 'app_start_command')) {
     const property = flagProperty(option.flag);

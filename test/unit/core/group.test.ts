@@ -1,9 +1,9 @@
 // The pool's behaviour replayed exactly: a fake clock and a fake spawner whose spawns the test settles.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Group } from '../../../src/core/group';
-import type { GroupObserver, GroupOptions } from '../../../src/core/group';
-import type { Session } from '../../../src/core/session';
+import { Group } from '../../../src/core/group/group';
+import type { GroupObserver, GroupOptions } from '../../../src/core/group/group';
+import type { Session } from '../../../src/core/leases';
 import { CapacityError, SpawnError } from '../../../src/errors';
 import { FakeClock, flush } from '../../helpers/fake-clock';
 import { FakeSpawner } from '../../helpers/fake-spawner';
@@ -376,7 +376,8 @@ test('while resisting, an old process that dies is replaced from its own release
 });
 
 test('while resisting with nothing left, one spawn at a time with back-off brings the old release back', async () => {
-  const s = setup({ minInstances: 1, maxPoolSize: 1, resistDeploymentErrors: true, memoryLimitBytes: 100 * MB });
+  // No surge: at max_pool_size the rolling restart retires the old process first (rolling_restart_surge 0).
+  const s = setup({ minInstances: 1, maxPoolSize: 1, resistDeploymentErrors: true, memoryLimitBytes: 100 * MB, rollingRestartSurge: 0 });
   s.spawner.currentRelease = '/srv/app/releases/1';
   await started(s);
   await s.clock.advance(3000);

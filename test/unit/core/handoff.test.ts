@@ -2,9 +2,9 @@
 // that take whole connections: balance, drains held by connections, rebalancing, max_requests.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Group } from '../../../src/core/group';
-import type { GroupOptions } from '../../../src/core/group';
-import type { ConnectionLease } from '../../../src/core/session';
+import { Group } from '../../../src/core/group/group';
+import type { GroupOptions } from '../../../src/core/group/group';
+import type { ConnectionLease } from '../../../src/core/leases';
 import { FakeClock, flush } from '../../helpers/fake-clock';
 import { FakeSpawner, type FakeHandle } from '../../helpers/fake-spawner';
 import { groupOptions } from '../../helpers/group-options';
@@ -38,7 +38,7 @@ function hand(group: Group, connection: unknown) {
 }
 
 async function shutdown(s: ReturnType<typeof setup>) {
-  for (const h of s.spawner.alive()) for (const c of [...h.connections!.held.keys()]) h.connections!.settle(c, false);
+  for (const h of s.spawner.alive()) for (const c of [...h.connectionTaker!.held.keys()]) h.connectionTaker!.settle(c, false);
   let done = false;
   const closing = s.group.close().then(() => (done = true));
   for (let i = 0; i < 10 && !done; i++) await s.clock.advance(s.group.options.drainTimeoutMs);
@@ -53,7 +53,7 @@ test('connections go to the process with the fewest, and each one counts until t
   assert.deepEqual(pids.sort(), [a!.pid, a!.pid, b!.pid, b!.pid].sort());
   const counts = () => s.group.snapshot().processes.map((p) => p.connections);
   assert.deepEqual(counts(), [2, 2]);
-  a!.connections!.settle([...a!.connections!.held.keys()][0], false);
+  a!.connectionTaker!.settle([...a!.connectionTaker!.held.keys()][0], false);
   assert.deepEqual(counts(), [1, 2]);
   assert.equal(hand(s.group, 5).lease!.pid, a!.pid, 'the next goes where there are fewest');
   s.group.verifyInvariants();
@@ -84,13 +84,13 @@ test('a draining process is told to drain and is stopped only once its connectio
   const [a] = await started(s);
   const held = [hand(s.group, 'x'), hand(s.group, 'y'), hand(s.group, 'z')].filter((h) => h.lease!.pid === a!.pid);
   assert.ok(held.length >= 1);
-  const stopped = s.group.stopProcess(s.group.list().find((p) => p.pid === a!.pid)!, 'restart');
-  assert.equal(a!.connections!.drained, true);
+  const stopped = s.group.stopProcess(s.group.liveProcesses().find((p) => p.pid === a!.pid)!, 'restart');
+  assert.equal(a!.connectionTaker!.drained, true);
   await flush();
   assert.equal(a!.terminated, false, 'its connections hold the drain');
-  const keys = [...a!.connections!.held.keys()];
-  a!.connections!.settle(keys[0], true); // given back at rest
-  for (const k of keys.slice(1)) a!.connections!.settle(k, false);
+  const keys = [...a!.connectionTaker!.held.keys()];
+  a!.connectionTaker!.settle(keys[0], true); // given back at rest
+  for (const k of keys.slice(1)) a!.connectionTaker!.settle(k, false);
   await stopped;
   assert.equal(a!.terminated, true);
   assert.equal(held[0]!.returned, true);
@@ -101,8 +101,8 @@ test('a draining process is told to drain and is stopped only once its connectio
 test('connections a process never gives back hold its drain for drain_timeout at most', async () => {
   const s = setup();
   const [a] = await started(s);
-  while (a!.connections!.held.size === 0) hand(s.group, {});
-  const stopped = s.group.stopProcess(s.group.list().find((p) => p.pid === a!.pid)!, 'restart');
+  while (a!.connectionTaker!.held.size === 0) hand(s.group, {});
+  const stopped = s.group.stopProcess(s.group.liveProcesses().find((p) => p.pid === a!.pid)!, 'restart');
   await s.clock.advance(4999);
   assert.equal(a!.terminated, false);
   await s.clock.advance(1);
@@ -115,26 +115,26 @@ test('when the pool grows, fuller processes are asked to give back connections a
   const s = setup({ minInstances: 1 });
   const [a] = await started(s);
   for (let c = 0; c < 10; c++) hand(s.group, c);
-  assert.equal(a!.connections!.held.size, 10);
+  assert.equal(a!.connectionTaker!.held.size, 10);
   // Saturated: a spawn on demand.
   a!.elu = 0.95;
-  a!.connections!.peak = 10;
+  a!.connectionTaker!.peak = 10;
   hand(s.group, 10);
   await flush();
   assert.equal(s.spawner.pending.length, 1);
   s.spawner.pending[0]!.succeed();
   await flush();
-  assert.deepEqual(a!.connections!.sheds, [6], '11 connections over 2 processes: keep 6');
+  assert.deepEqual(a!.connectionTaker!.sheds, [6], '11 connections over 2 processes: keep 6');
   await shutdown(s);
 });
 
 test('max_requests on handed-off connections: the process is recycled when it says it reached the limit, not while resisting', async () => {
   const s = setup({ maxRequests: 100 });
   const [a] = await started(s);
-  a!.connections!.served = 100;
-  assert.equal(a!.connections!.limitListener!(), true, 'recycled');
-  assert.equal(a!.connections!.drained, true);
-  assert.ok(s.group.list().every((p) => p.pid !== a!.pid || p.state === 'draining'));
+  a!.connectionTaker!.served = 100;
+  assert.equal(a!.connectionTaker!.limitListener!(), true, 'recycled');
+  assert.equal(a!.connectionTaker!.drained, true);
+  assert.ok(s.group.liveProcesses().every((p) => p.pid !== a!.pid || p.state === 'draining'));
   await shutdown(s);
 
   const r = setup({ maxRequests: 100, resistDeploymentErrors: true });
@@ -144,9 +144,9 @@ test('max_requests on handed-off connections: the process is recycled when it sa
   r.spawner.pending[0]!.fail();
   await restart.done;
   assert.equal(r.group.resisting, true);
-  b!.connections!.served = 150;
-  assert.equal(b!.connections!.limitListener!(), false, 'keeps serving while resisting');
-  assert.equal(b!.connections!.drained, false);
+  b!.connectionTaker!.served = 150;
+  assert.equal(b!.connectionTaker!.limitListener!(), false, 'keeps serving while resisting');
+  assert.equal(b!.connectionTaker!.drained, false);
   assert.ok(c);
   await shutdown(r);
 });
@@ -156,24 +156,24 @@ test('a process with open but quiet connections is idle; requests on them are us
   const [a] = await started(s);
   // Grow to two.
   a!.elu = 0.95;
-  a!.connections!.peak = 20;
+  a!.connectionTaker!.peak = 20;
   hand(s.group, 'a1');
   await flush();
   const b = s.spawner.pending[0]!.succeed();
   await flush();
   a!.elu = 0;
-  a!.connections!.peak = 0;
+  a!.connectionTaker!.peak = 0;
   hand(s.group, 'b1'); // to b, the one with fewer
-  assert.equal(b.connections!.held.size, 1);
+  assert.equal(b!.connectionTaker!.held.size, 1);
   // a serves requests on its connection; b's stays open and quiet.
   for (let t = 0; t < 12; t++) {
-    a!.connections!.served += 5;
+    a!.connectionTaker!.served += 5;
     await s.clock.advance(1000);
   }
   assert.equal(b.terminated, false, 'still draining: b holds a connection');
-  assert.equal(b.connections!.drained, true, 'the quiet process was asked to drain');
-  assert.equal(a!.connections!.drained, false, 'the busy one was not');
-  b.connections!.settle('b1', true);
+  assert.equal(b!.connectionTaker!.drained, true, 'the quiet process was asked to drain');
+  assert.equal(a!.connectionTaker!.drained, false, 'the busy one was not');
+  b!.connectionTaker!.settle('b1', true);
   await flush();
   assert.equal(b.terminated, true);
   await shutdown(s);
@@ -192,15 +192,15 @@ test('a process in probation takes no connection (the proxy retries what a crash
   for (let c = 0; c < 6; c++) hand(s.group, c);
   // A second process on demand is in probation in its turn: a keeps every connection meanwhile.
   a.elu = 0.95;
-  a.connections!.peak = 6;
+  a!.connectionTaker!.peak = 6;
   s.group.tryAcquireConnection()?.hand('x', () => undefined);
   await flush();
   const b = s.spawner.pending[0]!.succeed();
   await flush();
-  assert.deepEqual(a.connections!.sheds, [], 'nothing is shed to a process in probation');
+  assert.deepEqual(a!.connectionTaker!.sheds, [], 'nothing is shed to a process in probation');
   assert.equal(hand(s.group, 'y').lease!.pid, a.pid);
   await s.clock.advance(2000);
-  assert.deepEqual(a.connections!.sheds, [4], 'probation over: 8 connections over 2, keep 4');
-  assert.equal(b.connections!.held.size, 0);
+  assert.deepEqual(a!.connectionTaker!.sheds, [4], 'probation over: 8 connections over 2, keep 4');
+  assert.equal(b!.connectionTaker!.held.size, 0);
   await shutdown(s);
 });

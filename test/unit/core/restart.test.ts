@@ -1,10 +1,10 @@
 // Plain and rolling restarts, and resistance, replayed step by step with the fake spawner.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Group } from '../../../src/core/group';
-import type { GroupOptions } from '../../../src/core/group';
-import type { RestartProgress } from '../../../src/core/control';
-import type { Session } from '../../../src/core/session';
+import { Group } from '../../../src/core/group/group';
+import type { GroupOptions } from '../../../src/core/group/group';
+import type { RestartProgress } from '../../../src/core/operations';
+import type { Session } from '../../../src/core/leases';
 import { SpawnError } from '../../../src/errors';
 import { FakeClock, flush } from '../../helpers/fake-clock';
 import { FakeSpawner } from '../../helpers/fake-spawner';
@@ -17,7 +17,7 @@ function setup(o: Partial<GroupOptions> = {}) {
     {
       name: 'app', appRoot: '/srv/app/current', environment: 'production',
       minInstances: 3, maxPoolSize: 4, concurrency: 0, poolIdleTimeMs: 300_000, maxRequests: 0, memoryLimitBytes: 0,
-      busyEventLoopUtilization: 0.85, busySessions: 16, maxRequestQueueSize: 100, drainTimeoutMs: 5000, terminateGraceMs: 1000,
+      busyEventLoopUtilization: 0.85, busySessions: 16, maxRequestQueueSize: 100, drainTimeoutMs: 5000, terminateGraceMs: 1000, spawnTimeoutMs: 90_000, rollingRestartSurge: 1,
       rollingRestarts: true, resistDeploymentErrors: true, probationMs: 2000, usageSampleIntervalMs: 2000, tickIntervalMs: 1000,
       ...o,
     },

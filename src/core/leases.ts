@@ -1,6 +1,7 @@
 // What the proxy asks of the pool: a session on one process, for one request or upgraded connection.
 
-import type { UpstreamTarget } from './spawner';
+import type { RequestInfo } from './app-process';
+import type { UpstreamTarget } from './process-handle';
 
 export interface Session {
   readonly pid: number;
@@ -8,8 +9,8 @@ export interface Session {
   readonly target: UpstreamTarget;
   /**
    * Ends the session; exactly once, when the request (or upgraded connection) is over.
-   * unreachable: the process refused or reset the connection before any response byte, so it is
-   * likely dead; the pool checks it and stops routing to it.
+   * unreachable: the request provably never reached the process (connection refused, or reset
+   * before the request was written), so it is likely dead; the pool skips it for a moment.
    */
   close(outcome?: { unreachable?: boolean }): void;
 }
@@ -19,6 +20,8 @@ export interface AcquireOptions {
   signal?: AbortSignal;
   /** Avoid this pid (the retry of an idempotent request after its process failed). */
   avoidPid?: number;
+  /** The request the session serves: a process that dies while serving it is a crash that names it. */
+  request?: RequestInfo;
 }
 
 export interface SessionSource {
@@ -33,7 +36,7 @@ export interface SessionSource {
    * undefined when acquire() must decide (queue, refuse). Optional: a source without it is
    * always asked through acquire().
    */
-  tryAcquire?(avoidPid?: number): Session | undefined;
+  tryAcquire?(avoidPid?: number, request?: RequestInfo): Session | undefined;
 }
 
 /** A visitor connection handed off whole to one process (the hand-off path). */

@@ -1,6 +1,5 @@
-// What operators can see and do with a running pool. The admin API serves exactly this;
-// the supervisor implements it. Field names of the snapshots are the stable JSON of
-// `holdfast status --json` (documented in docs/status-json.md): snake_case, never renamed.
+// What operators see of a running pool. Field names are the stable JSON of `holdfast status --json`
+// (documented in docs/status-json.md): snake_case, never renamed.
 
 import type { SpawnErrorDetails } from '../errors';
 
@@ -10,6 +9,8 @@ export interface ProcessSnapshot {
   pid: number;
   generation: number;
   state: ProcessState;
+  /** Enabled but still in probation_time: it takes no handed-off connection yet. */
+  in_probation: boolean;
   /** Requests in progress: proxied sessions plus the recent peak on handed-off connections. */
   sessions: number;
   processed: number;
@@ -18,7 +19,8 @@ export interface ProcessSnapshot {
   started_at: string;
   uptime_seconds: number;
   cpu_percent: number;
-  rss_bytes: number;
+  /** null until the first sample. */
+  rss_bytes: number | null;
   last_used_at: string | null;
   release: string;
   commit: string | null;
@@ -42,6 +44,12 @@ export interface ResistingSnapshot {
   since: string;
   for_seconds: number;
   error: SpawnErrorSnapshot;
+  /** Processes of a version that served, serving now, and how many the pool had before the failed deploy. */
+  capacity: { serving: number; target: number };
+  /** The release capacity is restored from (the last generation that served), or null when it cannot be (see note). */
+  rollback_release: string | null;
+  /** What the freeze means for capacity, in one sentence. */
+  note: string;
 }
 
 export type RestartKind = 'plain' | 'rolling';
@@ -52,6 +60,8 @@ export interface RestartSnapshot {
   total: number;
   replaced: number;
   started_at: string;
+  /** When the restart gives up (its deadline, derived from start_timeout, probation, drain and the pool size). */
+  deadline_at: string;
 }
 
 export type RestartOutcomeKind = 'succeeded' | 'failed' | 'resisted' | 'superseded';
@@ -75,6 +85,8 @@ export interface GroupSnapshot {
   last_restart: LastRestartSnapshot | null;
   resisting_deployment_error: ResistingSnapshot | null;
   last_spawn_error: SpawnErrorSnapshot | null;
+  /** Whether a process of the app has ever become ready (none has after a broken first start). */
+  ever_served: boolean;
   requests_in_queue: number;
   spawning: number;
   processes: ProcessSnapshot[];
@@ -88,34 +100,3 @@ export interface PoolSnapshot {
   groups: GroupSnapshot[];
 }
 
-export interface RestartProgress {
-  kind: RestartKind;
-  generation: number;
-  total: number;
-  replaced: number;
-}
-
-export interface RestartOutcome {
-  outcome: RestartOutcomeKind;
-  kind: RestartKind;
-  generation: number;
-  replaced: number;
-  total: number;
-  error: SpawnErrorSnapshot | null;
-}
-
-export interface RestartTicket {
-  /** Called on each step (a process replaced), and once at the start. */
-  onProgress(listener: (progress: RestartProgress) => void): void;
-  readonly done: Promise<RestartOutcome>;
-}
-
-export interface Control {
-  snapshot(): PoolSnapshot;
-  /** rolling undefined = the configured default (rolling_restarts). */
-  restart(options: { rolling?: boolean }): RestartTicket;
-  /** Clears the resisting-deployment-error flag without a restart. */
-  resume(): { was_resisting: boolean };
-  /** The clean stop; resolves when everything is stopped. */
-  stop(): Promise<void>;
-}

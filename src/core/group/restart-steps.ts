@@ -1,16 +1,18 @@
 // Plain and rolling restarts as a step-by-step procedure over a RestartHost (the Group).
 // Every step re-checks that this restart is still the current one, so a superseded restart stops
-// at the next step boundary and two restarts never interleave.
+// at the next step boundary and two restarts never interleave. An abort whose reason is a
+// SpawnError (a new process died, the deadline passed) ends the restart with that error.
 
-import { SpawnError } from '../errors';
-import type { AppProcess } from './app-process';
-import type { RestartKind, RestartOutcomeKind, RestartProgress } from './control';
+import { SpawnError } from '../../errors';
+import type { AppProcess } from '../app-process';
+import type { RestartProgress } from '../operations';
+import type { RestartKind, RestartOutcomeKind } from '../snapshots';
 
 export interface RestartHost {
   readonly minInstances: number;
-  /** Processes of generations older than this one that still serve (enabled) or are about to. */
+  /** Processes of generations older than this one that still serve (enabled). */
   oldProcesses(generation: number): AppProcess[];
-  /** Processes of this generation that serve. */
+  /** Processes of this generation that serve or are starting. */
   currentProcesses(generation: number): AppProcess[];
   /** Spawns one process of the generation; rejects with SpawnError (already recorded by the host) or AbortError. */
   spawnFor(generation: number, signal: AbortSignal): Promise<AppProcess>;
@@ -18,7 +20,7 @@ export interface RestartHost {
   probation(process: AppProcess): Promise<SpawnError | undefined>;
   /** Drain and stop; resolves when it is gone. */
   stop(process: AppProcess): Promise<void>;
-  /** Whether one more process fits under max_pool_size now. */
+  /** Whether one more process fits now: under max_pool_size, or over it by at most rolling_restart_surge. */
   hasRoom(): boolean;
   /** Whether the host is resisting deployment errors now (decides failed vs resisted). */
   resisting(): boolean;
@@ -50,10 +52,12 @@ export async function runRestart(host: RestartHost, o: RestartRunOptions): Promi
   const progress = () => o.onProgress({ kind: o.kind, generation: o.generation, total, replaced });
   const ended = (outcome: RestartOutcomeKind, error?: SpawnError): RestartResult => ({ outcome, replaced, total, error });
   const failed = (err: unknown): RestartResult => {
+    const reason: unknown = o.signal.aborted ? o.signal.reason : err;
+    if (reason instanceof SpawnError) return ended(host.resisting() ? 'resisted' : 'failed', reason);
     if (o.signal.aborted || isAbort(err)) return ended('superseded');
-    if (err instanceof SpawnError) return ended(host.resisting() ? 'resisted' : 'failed', err);
     throw err;
   };
+  const stopped = (): RestartResult | undefined => (o.signal.aborted ? failed(o.signal.reason) : undefined);
   progress();
 
   if (o.kind === 'plain') {
@@ -61,7 +65,8 @@ export async function runRestart(host: RestartHost, o: RestartRunOptions): Promi
     await Promise.all(old.map((p) => host.stop(p)));
     const started: AppProcess[] = [];
     while (host.currentProcesses(o.generation).length < total) {
-      if (o.signal.aborted) return ended('superseded');
+      const end = stopped();
+      if (end) return end;
       try {
         started.push(await host.spawnFor(o.generation, o.signal));
       } catch (err) {
@@ -73,21 +78,24 @@ export async function runRestart(host: RestartHost, o: RestartRunOptions): Promi
     const deaths = await Promise.all(started.map((p) => host.probation(p)));
     const died = deaths.find((e) => e !== undefined);
     if (died) return failed(died);
-    return ended(o.signal.aborted ? 'superseded' : 'succeeded');
+    return stopped() ?? ended('succeeded');
   }
 
   // Rolling: for each old process, a new one first; the old one goes only once the new one has
-  // passed probation, so a version that crashes right after booting never costs capacity.
+  // passed probation, so a version that crashes right after booting never costs capacity. At
+  // max_pool_size the pool runs over it by rolling_restart_surge for one replacement; with no
+  // surge allowed, one old process is retired first (capacity dips by one for the replacement).
   for (;;) {
-    if (o.signal.aborted) return ended('superseded');
+    const end = stopped();
+    if (end) return end;
     const remaining = host.oldProcesses(o.generation);
     const needMore = host.currentProcesses(o.generation).length < host.minInstances;
     if (remaining.length === 0 && !needMore) break;
     const retireFirst = remaining.length > 0 && !host.hasRoom();
     if (retireFirst) {
-      // At max_pool_size: make room by retiring one old process first (as Passenger does).
-      await host.stop(pickOldest(remaining));
-      if (o.signal.aborted) return ended('superseded');
+      await host.stop(pickNextToRetire(remaining));
+      const end = stopped();
+      if (end) return end;
     }
     let fresh: AppProcess;
     try {
@@ -101,20 +109,23 @@ export async function runRestart(host: RestartHost, o: RestartRunOptions): Promi
     // meanwhile, or the next restart would find one process too many and keep it.
     if (!retireFirst) {
       const stillOld = host.oldProcesses(o.generation);
-      if (stillOld.length > 0) await host.stop(pickOldest(stillOld));
+      if (stillOld.length > 0 && !(o.signal.aborted && o.signal.reason instanceof SpawnError)) await host.stop(pickNextToRetire(stillOld));
     }
-    if (o.signal.aborted) return ended('superseded');
+    const after = stopped();
+    if (after) return after;
     replaced = Math.min(total, replaced + 1);
     progress();
   }
   return ended('succeeded');
 }
 
-/** The old process to retire next: the one with the fewest sessions, then the oldest. */
-function pickOldest(processes: readonly AppProcess[]): AppProcess {
+/** The old process to retire next: the one with the fewest requests in flight, then the oldest generation. */
+export function pickNextToRetire(processes: readonly AppProcess[]): AppProcess {
   let best = processes[0]!;
   for (const p of processes) {
-    if (p.sessions < best.sessions || (p.sessions === best.sessions && p.generation < best.generation)) best = p;
+    const a = p.requests.inFlight();
+    const b = best.requests.inFlight();
+    if (a < b || (a === b && p.generation < best.generation)) best = p;
   }
   return best;
 }
