@@ -9,8 +9,8 @@ export interface Session {
   readonly target: UpstreamTarget;
   /**
    * Ends the session; exactly once, when the request (or upgraded connection) is over.
-   * unreachable: the request provably never reached the process (connection refused, or reset
-   * before the request was written), so it is likely dead; the pool skips it for a moment.
+   * unreachable: the process refused or reset the connection before any response byte, so it is
+   * likely dead; the pool skips it for a moment and does not count the request as served.
    */
   close(outcome?: { unreachable?: boolean }): void;
 }

@@ -12,7 +12,7 @@ export type AttemptOutcome =
   /** The app's whole response was handed to the visitor's connection. */
   | { kind: 'done' }
   /** Nothing was sent to the visitor: the caller may retry or answer with an error page. */
-  | { kind: 'failed-before-response'; error: Error; unreachable: boolean }
+  | { kind: 'failed-before-response'; error: Error; unreachable: boolean; reached: boolean }
   /** The response had begun; the visitor's connection was destroyed so it cannot mistake it for whole. */
   | { kind: 'failed-during-response'; error: Error }
   | { kind: 'visitor-gone' };
@@ -123,6 +123,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #resume: (() => void) | null = null;
   #onDrain: (() => void) | null = null;
   #responseStarted = false;
+  /** undici wrote the whole request to the process's connection: from now on it may have acted on it. */
+  #requestSent = false;
   #settled = false;
   #invalidResponse: Error | null = null;
 
@@ -147,7 +149,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
         this,
       );
     } catch (error) {
-      this.#settle({ kind: 'failed-before-response', error: error instanceof Error ? error : new Error(String(error)), unreachable: false });
+      this.#settle({ kind: 'failed-before-response', error: error instanceof Error ? error : new Error(String(error)), unreachable: false, reached: false });
     }
   }
 
@@ -166,6 +168,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
   onConnect(abortRequest: (error?: Error) => void): void {
     this.#abort = abortRequest;
     if (this.request.gone) abortRequest(new VisitorGoneError());
+  }
+
+  onRequestSent(): void {
+    this.#requestSent = true;
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resumeResponse: () => void, statusText: string): boolean {
@@ -223,7 +229,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.#settle({ kind: 'failed-during-response', error });
     } else {
       const cause = this.#invalidResponse ?? error;
-      this.#settle({ kind: 'failed-before-response', error: cause, unreachable: this.#invalidResponse === null && isUnreachable(error) });
+      this.#settle({ kind: 'failed-before-response', error: cause, unreachable: this.#invalidResponse === null && isUnreachable(error), reached: this.#requestSent });
     }
   }
 }

@@ -1,6 +1,8 @@
 // The public HTTP server: takes a session from the pool for each request (or Upgrade), forwards
 // the request to that process and its answer back, and translates failures into error pages.
 
+import type { RequestInfo } from '../core/app-process';
+import { isRetryable, shouldRetry } from './retry-policy';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -80,8 +82,8 @@ function listenError(error: NodeJS.ErrnoException, address: string, port: number
   return new HoldfastError('HF_LISTEN', `cannot listen on ${where}: ${reason}`, { cause: error });
 }
 
-/** One visitor request from arrival to the last byte of its answer. */
-interface Exchange extends AttemptRequest {
+/** One visitor request from arrival to the last byte of its answer; the pool knows it by its RequestInfo (a crash names it). */
+interface Exchange extends AttemptRequest, RequestInfo {
   readonly startedMs: number;
   readonly expectContinue: boolean;
   readonly retryable: boolean;
@@ -172,7 +174,7 @@ export function createProxy(options: ProxyOptions): Proxy {
 
   const attempt = (ex: Exchange, avoidPid: number | undefined): void => {
     try {
-      const session = options.sessions.tryAcquire?.(avoidPid);
+      const session = options.sessions.tryAcquire?.(avoidPid, ex);
       if (session !== undefined) {
         forward(ex, session);
         return;
@@ -184,7 +186,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     ex.aborter ??= new AbortController();
     if (ex.gone) ex.aborter.abort();
     const signal = ex.aborter.signal;
-    options.sessions.acquire(avoidPid === undefined ? { signal } : { signal, avoidPid }).then(
+    options.sessions.acquire(avoidPid === undefined ? { signal, request: ex } : { signal, avoidPid, request: ex }).then(
       (session) => {
         try {
           forward(ex, session);
@@ -239,10 +241,10 @@ export function createProxy(options: ProxyOptions): Proxy {
       case 'failed-before-response': {
         session.close({ unreachable: outcome.unreachable });
         if (ex.gone) break;
-        if (outcome.unreachable && ex.attempts === 1 && ex.retryable) {
+        if (shouldRetry(ex.retryable, ex.attempts, outcome)) {
           logger.warn(
-            { pid: session.pid, requestId: ex.requestId, err: outcome.error },
-            'app process unreachable; retrying the request on another process',
+            { event: 'request_retried', pid: session.pid, request_id: ex.requestId, err: outcome.error },
+            'app process unreachable before the request reached it; retrying the request on another process',
           );
           // Out of undici's callback: the retry starts from a clean stack.
           queueMicrotask(() => attempt(ex, session.pid));
@@ -322,15 +324,20 @@ export function createProxy(options: ProxyOptions): Proxy {
     if (options.connections?.takesConnectionsNow()) res.shouldKeepAlive = false;
     const hasBody = hasRequestBody(req);
     const requestId = requestIdFor(req.headers[requestIdHeader]);
+    const url = req.url ?? '/';
+    const query = url.indexOf('?');
     const ex: Exchange = {
       req,
       res,
+      method: req.method ?? 'GET',
+      // The query string may hold secrets: the log gets the path only.
+      path: query >= 0 ? url.slice(0, query) : url,
       requestId,
       upstreamHeaders: upstreamRequestHeaders(req, { requestIdHeader, requestId, upgrade: false }),
       hasBody,
       startedMs: performance.now(),
       expectContinue,
-      retryable: (req.method === 'GET' || req.method === 'HEAD') && !hasBody,
+      retryable: isRetryable(req.method, hasBody),
       gone: false,
       aborter: null,
       attempt: null,

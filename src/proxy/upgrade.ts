@@ -1,6 +1,7 @@
 // WebSocket and other Upgrade requests: a session on one process, the upgrade request forwarded
 // over a connection of its own, then the two sockets piped together until either side ends.
 
+import { isRetryable, shouldRetry } from './retry-policy';
 import http from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
@@ -16,7 +17,7 @@ import { describeTarget } from './upstream-pools';
 type TunnelOutcome =
   | { kind: 'upgraded'; statusCode: number }
   | { kind: 'answered'; statusCode: number }
-  | { kind: 'failed-before-response'; error: Error; unreachable: boolean }
+  | { kind: 'failed-before-response'; error: Error; unreachable: boolean; reached: boolean }
   | { kind: 'visitor-gone' };
 
 function responseHead(statusCode: number, statusMessage: string | undefined, headers: readonly string[]): string {
@@ -50,6 +51,9 @@ function tunnelOnce(
       agent: false, // an upgraded connection is never returned to a pool
     });
     let responded = false;
+    // 'finish': the whole upgrade request was handed to the process's connection.
+    let reached = false;
+    upstream.once('finish', () => (reached = true));
     const onVisitorGone = (): void => {
       upstream.destroy();
       settle({ kind: 'visitor-gone' });
@@ -59,7 +63,7 @@ function tunnelOnce(
     upstream.on('error', (error) => {
       visitor.off('close', onVisitorGone);
       if (visitor.destroyed) settle({ kind: 'visitor-gone' });
-      else if (!responded) settle({ kind: 'failed-before-response', error, unreachable: isUnreachable(error) });
+      else if (!responded) settle({ kind: 'failed-before-response', error, unreachable: isUnreachable(error), reached });
     });
 
     upstream.on('upgrade', (response, socket, upstreamHead) => {
@@ -145,7 +149,7 @@ export async function forwardUpgrade(
     visitor.setNoDelay(true);
   }
   const failed = { method: req.method, url: req.url, requestId, accept: req.headers.accept };
-  const retryable = (req.method === 'GET' || req.method === 'HEAD') && !hasRequestBody(req);
+  const retryable = isRetryable(req.method, hasRequestBody(req));
   let statusCode = 499;
   let pid: number | null = null;
   let avoidPid: number | undefined;
@@ -174,8 +178,8 @@ export async function forwardUpgrade(
       }
       session.close({ unreachable: outcome.unreachable });
       if (visitor.destroyed) return;
-      if (outcome.unreachable && attempt === 0 && retryable) {
-        runtime.logger.warn({ pid: session.pid, err: outcome.error, requestId }, 'app process unreachable; retrying the upgrade on another process');
+      if (shouldRetry(retryable, attempt + 1, outcome)) {
+        runtime.logger.warn({ event: 'request_retried', pid: session.pid, err: outcome.error, request_id: requestId }, 'app process unreachable before the upgrade reached it; retrying the upgrade on another process');
         avoidPid = session.pid;
         continue;
       }

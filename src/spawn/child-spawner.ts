@@ -2,6 +2,7 @@
 // `node --require node-hook.js <entry>` and listens on a Unix socket the hook gives it; a generic
 // app runs as `/bin/sh -c <app_start_command>` and listens on $PORT of 127.0.0.1.
 
+import { checkHealth, type HealthCheck } from './health-check';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
@@ -27,6 +28,8 @@ export interface ChildSpawnerOptions {
   environment: string;
   envvars: Record<string, string>;
   startTimeoutMs: number;
+  /** health_check_path: every new process must answer it with 2xx before it is ready. */
+  healthCheck?: HealthCheck;
   /** A 0700 dir the caller created; Node apps' sockets are made here. */
   socketDir: string;
   watchdog: Watchdog;
@@ -36,6 +39,9 @@ export interface ChildSpawnerOptions {
   /** Request counts from the hand-off path, for metrics. */
   onRequestStats?: RequestStatsListener;
 }
+
+/** A process that failed its health check gets this long between SIGTERM and SIGKILL. */
+const HEALTH_CHECK_KILL_GRACE_MS = 2000;
 
 /** Read by node-hook.ts, which may import nothing of holdfast and so spells them itself. */
 export const HOOK_ENV = { socket: 'HOLDFAST_APP_SOCKET', handoff: 'HOLDFAST_HANDOFF' } as const;
@@ -143,12 +149,29 @@ export class ChildSpawner implements Spawner {
     const commit = await readGitCommit(release);
     const plan = await this.plan(release, commit, request.generation);
     if (request.signal.aborted) throw abortError(request.signal);
-    return launch(plan, {
+    const handle = await launch(plan, {
       startTimeoutMs: this.options.startTimeoutMs,
       watchdog: this.options.watchdog,
       signal: request.signal,
       ...(this.options.onOutput ? { onOutput: this.options.onOutput } : {}),
       ...(this.options.onRequestStats ? { onRequestStats: this.options.onRequestStats } : {}),
+    });
+    const check = this.options.healthCheck;
+    if (!check) return handle;
+    const failure = await checkHealth(handle.target, check, request.signal);
+    if (failure === undefined) return handle;
+    const exit = await handle.terminate(HEALTH_CHECK_KILL_GRACE_MS);
+    if (request.signal.aborted) throw abortError(request.signal);
+    throw new SpawnError(`app process ${handle.pid} ${failure}: health_check_path must answer 2xx before it may serve`, {
+      category: 'health_check',
+      errorId: newErrorId(),
+      command: plan.description,
+      exitCode: exit.code,
+      signal: exit.signal,
+      outputTail: handle.recentOutput?.() ?? [],
+      release,
+      generation: request.generation,
+      at: Date.now(),
     });
   }
 

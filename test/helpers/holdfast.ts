@@ -86,7 +86,8 @@ export class Holdfast {
   static async start(appDir: string, args: string[] = [], opts: { name?: string; registryDir?: string; env?: NodeJS.ProcessEnv; waitReady?: boolean } = {}): Promise<Holdfast> {
     const registryDir = opts.registryDir ?? mkdtempSync(join(tmpdir(), 'hf-reg-'));
     const name = opts.name ?? `t${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-    const env = { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registryDir, ...opts.env };
+    // Self-check mode: the group verifies its invariants after every change (STYLE.md).
+    const env = { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registryDir, HOLDFAST_VERIFY_INVARIANTS: '1', ...opts.env };
     const child = spawn(process.execPath, [CLI, 'start', appDir, '--port', '0', '--address', '127.0.0.1', '--name', name, ...args], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
