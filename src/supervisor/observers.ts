@@ -59,7 +59,7 @@ export function loggingObserver(log: Logger): GroupObserver {
       const what = requests.length > 0 ? requests.map((r) => `${r.method} ${r.path} [${r.request_id}]`).join(', ') : 'handed-off connections';
       log.error(
         { event: 'process_crashed', app_pid: p.pid, generation: p.generation, exit_code: exit.code, signal: exit.signal, requests },
-        `app process ${p.pid} crashed (${how}) while serving ${what}; it is replaced, and the requests are not retried`,
+        `app process ${p.pid} died (${how}) while serving ${what}: a crash, not a deployment error; it is replaced, and the requests are not retried`,
       );
     },
     resistingSet: (e) =>

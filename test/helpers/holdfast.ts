@@ -71,8 +71,8 @@ export class Holdfast {
         try {
           const line = JSON.parse(raw) as LogLine;
           this.lines.push(line);
-          if (typeof line.port === 'number' && /serving/.test(line.msg)) this.port = line.port;
-          if (typeof line.app_pid === 'number' && /ready/.test(line.msg)) this.appPids.add(line.app_pid);
+          if (typeof line.port === 'number' && line.event === 'serving') this.port = line.port;
+          if (typeof line.app_pid === 'number' && line.event === 'process_ready') this.appPids.add(line.app_pid);
         } catch {
           this.lines.push({ level: 'raw', msg: raw });
         }
@@ -96,7 +96,7 @@ export class Holdfast {
     await waitFor('holdfast to listen', () => hf.port > 0 || hf.child.exitCode !== null, 30_000);
     if (hf.port === 0) throw new Error(`holdfast did not start: ${hf.stderr}`);
     if (opts.waitReady !== false) {
-      await waitFor('the first app process', () => hf.appPids.size > 0 || hf.lines.some((l) => /spawn error/.test(l.msg)), 30_000);
+      await waitFor('the first app process', () => hf.appPids.size > 0 || hf.lines.some((l) => l.event === 'spawn_error'), 30_000);
     }
     return hf;
   }

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { Holdfast, get, pidAlive, waitFor, stopClean } from '../helpers/holdfast';
+import type { LogLine } from '../helpers/holdfast';
 import { runLoad } from '../helpers/load';
 import { fixtureApp } from '../helpers/paths';
 
@@ -81,7 +82,7 @@ test('a process that grows past memory_limit is replaced within seconds with no 
     const load = runLoad({ url: hf.url('/'), connections: 8, durationMs: 20_000, signal: ac.signal });
     const before = new Set(hf.appPids);
     // Grow until one process crosses the limit (the load spreads the growth over both), bounded.
-    const isStop = (l: { reason?: unknown; msg: string }) => l.reason === 'memory_limit' && /stopped/.test(l.msg);
+    const isStop = (l: LogLine) => l.reason === 'memory_limit' && l.event === 'process_stopped';
     for (let i = 0; i < 40 && !hf.lines.some(isStop); i++) {
       await get(hf.url('/grow'));
       await new Promise((r) => setTimeout(r, 250));
@@ -110,7 +111,7 @@ async function killOneUnderLoad<B, A>(hf: Holdfast, before: (victim: number) => 
   const victim = [...hf.appPids][0]!;
   const seen = await before(victim);
   process.kill(victim, 'SIGKILL');
-  await hf.waitForLog('the death logged', (l) => l.app_pid === victim && /died/.test(l.msg));
+  await hf.waitForLog('the death logged', (l) => l.app_pid === victim && (l.event === 'process_died' || l.event === 'process_crashed'));
   await waitFor('the pool back to two', async () => (await processCount(hf)) === 2 && hf.livePids().length === 2, 10_000, 200);
   const later = await after();
   await new Promise((r) => setTimeout(r, 1000));
@@ -120,12 +121,18 @@ async function killOneUnderLoad<B, A>(hf: Holdfast, before: (victim: number) => 
   return { result, seen, later };
 }
 
-// The proxy's guarantee: a GET that reached a dying process before any answer is retried elsewhere.
-test('proxied: kill -9 of one of two processes under load fails no request, and the pool is back to two', async () => {
+// The proxy's guarantee: only the requests the killed process had received fail (they are not
+// retried: it may have acted on them, and a request that kills its process must not kill another);
+// the crash is logged with exactly those requests, and every other request succeeds.
+test('proxied: kill -9 of one of two processes under load fails only the requests it had received, and the pool is back to two', async () => {
   const hf = await Holdfast.start(fixtureApp('hello'), ['--min-instances', '2', '--no-connection-handoff']);
   try {
-    const { result } = await killOneUnderLoad(hf, async () => undefined, async () => undefined);
-    assert.equal(result.failed, 0, result.errors.join('\n'));
+    let victim = 0;
+    const { result } = await killOneUnderLoad(hf, async (pid) => void (victim = pid), async () => undefined);
+    const crash = hf.lines.find((l) => l.app_pid === victim && (l.event === 'process_crashed' || l.event === 'process_died'));
+    const received = crash?.event === 'process_crashed' ? (crash['requests'] as unknown[]).length : 0;
+    assert.ok(result.failed <= received, `${result.failed} failed, but the victim had received only ${received}: ${result.errors.join('\n')}`);
+    assert.equal(Object.keys(result.statuses).filter((s) => s !== '200' && s !== '502').length, 0, JSON.stringify(result.statuses));
   } finally {
     await stopClean(hf);
   }

@@ -89,13 +89,13 @@ test('while resisting, a traffic spike spawns nothing and processes idle past po
     await waitFor('two processes', () => hf.appPids.size >= 2);
     app.deploy('syntax-error', 'v2');
     assert.notEqual((await hf.cli(['restart'])).code, 0);
-    const spawnsBefore = hf.lines.filter((l) => /spawning an app process|ready \(generation/.test(l.msg)).length;
+    const spawnsBefore = hf.lines.filter((l) => (l.event === 'spawn_started' || l.event === 'process_ready')).length;
     const load = await runLoad({ url: hf.url('/'), connections: 32, durationMs: 4000 });
     assert.equal(load.failed, 0);
     await new Promise((r) => setTimeout(r, 2500)); // idle past pool_idle_time
     const s = await hf.status();
     assert.equal(s.groups[0]!.processes.length, 2, 'nothing spawned, nothing idle-cleaned');
-    assert.equal(hf.lines.filter((l) => /spawning an app process|ready \(generation/.test(l.msg)).length, spawnsBefore);
+    assert.equal(hf.lines.filter((l) => (l.event === 'spawn_started' || l.event === 'process_ready')).length, spawnsBefore);
   } finally {
     await stopClean(hf);
     app.remove();
@@ -113,7 +113,7 @@ test('while resisting, a process past memory_limit is still stopped and not repl
     app.deploy('syntax-error', 'v2');
     assert.notEqual((await hf.cli(['restart'])).code, 0);
     await get(hf.url('/grow')); // one process only, by far over the limit
-    const stopped = await hf.waitForLog('a memory_limit stop', (l) => l.reason === 'memory_limit' && /stopped/.test(l.msg), 15_000);
+    const stopped = await hf.waitForLog('a memory_limit stop', (l) => l.reason === 'memory_limit' && l.event === 'process_stopped', 15_000);
     await new Promise((r) => setTimeout(r, 3000));
     const s = await hf.status();
     assert.equal(s.groups[0]!.processes.length, 1, 'not replaced while resisting');

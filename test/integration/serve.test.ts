@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Holdfast, get, pidAlive, runCli, waitFor, stopClean } from '../helpers/holdfast';
 import { CLI, REPO_ROOT, fixtureApp } from '../helpers/paths';
+import { AppDir } from '../helpers/apps';
 
 test('serves the bundled example app', async () => {
   const hf = await Holdfast.start(join(REPO_ROOT, 'examples/hello'));
@@ -50,29 +51,38 @@ test('serves a generic app started with app_start_command on $PORT', async () =>
   }
 });
 
+/** A good first version, then a deploy with a syntax error through a plain restart: visitors meet the error page. */
+async function brokenByDeploy(args: string[] = []): Promise<{ app: AppDir; hf: Holdfast }> {
+  const app = new AppDir('good', 'v1');
+  const hf = await Holdfast.start(app.dir, args);
+  app.deploy('syntax-error', 'v2');
+  assert.notEqual((await hf.cli(['restart', '--no-rolling'])).code, 0);
+  return { app, hf };
+}
+
 test('an app with a syntax error gets a plain 503 in production with nothing internal in it, and the log holds the error with its id', async () => {
-  const app = fixtureApp('syntax-error');
-  const hf = await Holdfast.start(app);
+  const { app, hf } = await brokenByDeploy();
   try {
     const html = await get(hf.url('/'), { accept: 'text/html' });
     assert.equal(html.status, 503);
     const id = /\b([0-9a-f]{8})\b/.exec(html.body)?.[1];
     assert.ok(id, 'the page shows an error id');
-    for (const leak of [app, 'SyntaxError', 'node ', 'at ', '.js']) assert.ok(!html.body.includes(leak), `production page leaks "${leak}"`);
+    for (const leak of [app.dir, 'SyntaxError', 'node ', 'at ', '.js']) assert.ok(!html.body.includes(leak), `production page leaks "${leak}"`);
     const json = await get(hf.url('/'), { accept: 'application/json' });
     assert.equal(json.status, 503);
     const body = JSON.parse(json.body) as { error: Record<string, unknown> };
     assert.match(String(body.error.error_id), /^[0-9a-f]{8}$/);
-    assert.ok(!json.body.includes('SyntaxError') && !json.body.includes(app));
-    const logged = await hf.waitForLog('the spawn error in the log', (l) => l.error_id === id);
+    assert.ok(!json.body.includes('SyntaxError') && !json.body.includes(app.dir));
+    const logged = await hf.waitForLog('the spawn error in the log', (l) => l.error_id === id && l.event === 'spawn_error');
     assert.match(logged.msg, /SyntaxError/);
   } finally {
     await stopClean(hf);
+    app.remove();
   }
 });
 
 test('in development the error page shows the SyntaxError, the exit code, the command and the output', async () => {
-  const hf = await Holdfast.start(fixtureApp('syntax-error'), ['--environment', 'development']);
+  const { app, hf } = await brokenByDeploy(['--environment', 'development']);
   try {
     const r = await get(hf.url('/'), { accept: 'text/html' });
     assert.equal(r.status, 503);
@@ -81,6 +91,29 @@ test('in development the error page shows the SyntaxError, the exit code, the co
     assert.match(r.body, /app\.js/);
   } finally {
     await stopClean(hf);
+    app.remove();
+  }
+});
+
+test('a first start where the app cannot start exits 1 within start_timeout + 5 s with the error and its output on stderr, and says nothing of serving', async () => {
+  for (const [fixture, args, evidence] of [
+    ['syntax-error', [], /SyntaxError/],
+    ['crash-on-boot', [], /exited|code/],
+    ['slow-start', ['--start-timeout', '1'], /within 1 s|did not/],
+  ] as Array<[string, string[], RegExp]>) {
+    const registry = mkdtempSync(join(tmpdir(), 'hf-reg-'));
+    const startedAt = Date.now();
+    const r = await runCli(['start', fixtureApp(fixture), '--port', '0', '--address', '127.0.0.1', ...args], { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registry }, 30_000);
+    try {
+      assert.equal(r.code, 1, `${fixture}: exit 1`);
+      assert.ok(Date.now() - startedAt < (args.length ? 1000 : 90_000) + 5000 + 5000, `${fixture}: exits within start_timeout + 5 s`);
+      assert.match(r.stderr, /holdfast: the app could not start \(HF_SPAWN_/);
+      assert.match(r.stderr, evidence);
+      assert.doesNotMatch(r.stdout + r.stderr, /"event":"serving"/, 'no serving line');
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace of holdfast');
+    } finally {
+      rmSync(registry, { recursive: true, force: true });
+    }
   }
 });
 
