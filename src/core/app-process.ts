@@ -30,6 +30,8 @@ export interface RequestInfo {
 
 /** A process unreachable a moment ago is skipped by routing for this long (it may be dead). */
 const UNREACHABLE_BACKOFF_MS = 1000;
+/** How many requests whose connection broke a process remembers, for a crash to name. */
+const MAX_BROKEN_REQUESTS = 16;
 
 /**
  * Every request count of one process, over both paths: proxied sessions it counts itself, and
@@ -72,6 +74,11 @@ export class AppProcess {
   readonly requests = new RequestCounters(() => this.handle?.connectionTaker);
   /** The requests of the open sessions (a crash names them). */
   private readonly openRequests = new Set<RequestInfo>();
+  /**
+   * Requests whose session just ended because the process broke the connection: the proxy may see
+   * the broken connection before the pool sees the exit, and a crash must still name them.
+   */
+  private readonly brokenRequests: Array<{ request: RequestInfo; at: number }> = [];
   /** Visitor connections handed off to the process now (the hand-off path); each holds a drain like a session. */
   connectionCount = 0;
   /** servedRequests() of its connection taker when the pool last looked, to notice activity. */
@@ -155,8 +162,13 @@ export class AppProcess {
     this.requests.open--;
     this.lastUsedAt = now;
     if (request) this.openRequests.delete(request);
-    if (unreachable) this.unreachableUntil = now + UNREACHABLE_BACKOFF_MS;
-    else this.requests.completed++;
+    if (unreachable) {
+      this.unreachableUntil = now + UNREACHABLE_BACKOFF_MS;
+      if (request) {
+        this.brokenRequests.push({ request, at: now });
+        if (this.brokenRequests.length > MAX_BROKEN_REQUESTS) this.brokenRequests.shift();
+      }
+    } else this.requests.completed++;
   }
 
   openConnection(now: number): void {
@@ -169,9 +181,13 @@ export class AppProcess {
     this.lastUsedAt = now;
   }
 
-  /** The requests it was serving (proxied ones; the hand-off path's are the process's own). */
-  requestsInFlight(): RequestInfo[] {
-    return [...this.openRequests];
+  /**
+   * The requests it was serving when it died (proxied ones; the hand-off path's are the process's
+   * own): those still open, and those whose connection it broke a moment before.
+   */
+  requestsInFlight(now: number): RequestInfo[] {
+    const broken = this.brokenRequests.filter((b) => now - b.at <= UNREACHABLE_BACKOFF_MS).map((b) => b.request);
+    return [...broken, ...this.openRequests];
   }
 
   /** Nothing holds a drain: no session and no handed-off connection. */

@@ -91,6 +91,8 @@ export interface AttemptContext {
   closing(): boolean;
   /** Called exactly once per attempt, synchronously from undici's callback (or from start()). */
   settled(attempt: Attempt, outcome: AttemptOutcome): void;
+  /** The whole request was written to the process (undici's onRequestSent). */
+  sent(attempt: Attempt): void;
 }
 
 /** The visitor's side of an attempt: one per request, kept across a retry. */
@@ -172,6 +174,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onRequestSent(): void {
     this.#requestSent = true;
+    this.#ctx.sent(this);
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resumeResponse: () => void, statusText: string): boolean {

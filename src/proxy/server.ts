@@ -1,6 +1,7 @@
 // The public HTTP server: takes a session from the pool for each request (or Upgrade), forwards
 // the request to that process and its answer back, and translates failures into error pages.
 
+import { UnansweredRequests } from './unanswered';
 import type { RequestInfo } from '../core/app-process';
 import { isRetryable, shouldRetry } from './retry-policy';
 import http from 'node:http';
@@ -172,6 +173,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     release(ex);
   };
 
+  const unanswered = new UnansweredRequests();
+
   const attempt = (ex: Exchange, avoidPid: number | undefined): void => {
     try {
       const session = options.sessions.tryAcquire?.(avoidPid, ex);
@@ -219,6 +222,7 @@ export function createProxy(options: ProxyOptions): Proxy {
   const settled = (current: Attempt, outcome: AttemptOutcome): void => {
     const ex = current.request as Exchange;
     const session = current.session;
+    const suspect = unanswered.settled(current, outcome.kind === 'failed-before-response' && outcome.unreachable);
     if (ex.attempt === current) ex.attempt = null;
     switch (outcome.kind) {
       case 'done':
@@ -241,10 +245,10 @@ export function createProxy(options: ProxyOptions): Proxy {
       case 'failed-before-response': {
         session.close({ unreachable: outcome.unreachable });
         if (ex.gone) break;
-        if (shouldRetry(ex.retryable, ex.attempts, outcome)) {
+        if (shouldRetry(ex.retryable, ex.attempts, { ...outcome, suspect })) {
           logger.warn(
             { event: 'request_retried', pid: session.pid, request_id: ex.requestId, err: outcome.error },
-            'app process unreachable before the request reached it; retrying the request on another process',
+            'app process went away before it answered a request it had not started on; retrying the request on another process',
           );
           // Out of undici's callback: the retry starts from a clean stack.
           queueMicrotask(() => attempt(ex, session.pid));
@@ -264,7 +268,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     release(ex);
   };
 
-  const attemptContext: AttemptContext = { pools, requestIdHeader, closing: () => closingStarted, settled };
+  const attemptContext: AttemptContext = { pools, requestIdHeader, closing: () => closingStarted, settled, sent: (a) => unanswered.sent(a) };
 
   const markGone = (ex: Exchange): void => {
     if (ex.gone || ex.res.writableFinished) return;

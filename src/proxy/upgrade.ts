@@ -178,8 +178,8 @@ export async function forwardUpgrade(
       }
       session.close({ unreachable: outcome.unreachable });
       if (visitor.destroyed) return;
-      if (shouldRetry(retryable, attempt + 1, outcome)) {
-        runtime.logger.warn({ event: 'request_retried', pid: session.pid, err: outcome.error, request_id: requestId }, 'app process unreachable before the upgrade reached it; retrying the upgrade on another process');
+      if (shouldRetry(retryable, attempt + 1, { ...outcome, suspect: true })) {
+        runtime.logger.warn({ event: 'request_retried', pid: session.pid, err: outcome.error, request_id: requestId }, 'app process went away before the upgrade reached it; retrying the upgrade on another process');
         avoidPid = session.pid;
         continue;
       }

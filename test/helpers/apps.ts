@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, renameSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export type Variant = 'good' | 'syntax-error' | 'exit-at-start' | 'hang' | 'crash-after-ready' | 'wrong-port';
+export type Variant = 'good' | 'syntax-error' | 'exit-at-start' | 'hang' | 'crash-after-ready' | 'crash-later' | 'answers-500' | 'poison' | 'wrong-port';
 
 const GOOD = (version: string) => `const http = require('node:http');
 http.createServer((req, res) => {
@@ -24,6 +24,15 @@ export function appSource(variant: Variant, version: string): string {
       return `console.log('waiting for something that never comes');\nsetInterval(() => {}, 1000);\n`;
     case 'crash-after-ready':
       return GOOD(version) + `setTimeout(() => { console.error('crashing after boot'); process.exit(3); }, 1000);\n`;
+    case 'crash-later':
+      // Boots, serves, passes probation, and dies 5 s after it listens (puma or gunicorn loading the app late).
+      return GOOD(version) + `setTimeout(() => { console.error('crashing 5 s after listening'); process.exit(4); }, 5000);\n`;
+    case 'answers-500':
+      // Boots and listens, but every request fails (a database that is unreachable, a view that cannot load).
+      return GOOD(version).replace("res.setHeader('content-type', 'text/plain');", "res.statusCode = 500; console.error('cannot reach the database');");
+    case 'poison':
+      // A good version with one request that kills its process.
+      return GOOD(version).replace("res.setHeader('content-type', 'text/plain');", "if (req.url === '/poison') process.exit(9);\n  res.setHeader('content-type', 'text/plain');");
     case 'wrong-port':
       // For a generic app (app_start_command), which must listen on $PORT.
       return GOOD(version).replace('Number(process.env.PORT) || 3000', 'Number(process.env.PORT) + 1');

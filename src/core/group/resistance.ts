@@ -85,8 +85,8 @@ export class Resistance {
   private backoffUntil = 0;
   /** The release (resolved app dir) each generation was started from. */
   private readonly releases = new Map<number, string>();
-  /** The newest generation, not broken, that had a process pass probation: the version that served. */
-  private lastGoodGeneration = 0;
+  /** Generations that had a process pass probation; the newest of them not broken is the version that served. */
+  private readonly servedGenerations = new Set<number>();
   /** New processes (start, demand, replacement) are spawned from this generation. */
   private spawnGeneration = 1;
   /** The generation a deployment error was declared against, with the release it came from. */
@@ -142,7 +142,14 @@ export class Resistance {
   }
 
   passedProbation(p: AppProcess): void {
-    if (p.generation > this.lastGoodGeneration && !this.isBroken(p.generation)) this.lastGoodGeneration = p.generation;
+    this.servedGenerations.add(p.generation);
+  }
+
+  /** The newest generation that served and is not broken (0: none). */
+  private get lastGoodGeneration(): number {
+    let best = 0;
+    for (const g of this.servedGenerations) if (g > best && !this.isBroken(g)) best = g;
+    return best;
   }
 
   // ---- decisions ----------------------------------------------------------------------------
@@ -319,7 +326,7 @@ export class Resistance {
         return { kind: 'deployment_error', error: this.deathError(p, ctx, `after the restart: ${deaths} of its processes died within ${CRASH_LOOP_WINDOW_MS / 1000} s of starting (a crash loop)`, 'died') };
       }
     }
-    const requests = p.requestsInFlight();
+    const requests = p.requestsInFlight(now);
     if (requests.length > 0 || p.requests.inFlight() > 0) return { kind: 'crash', requests };
     if (p.inProbation(now, this.options.probationMs)) return { kind: 'spawn_error', error: this.probationError(p, ctx) };
     return { kind: 'died' };

@@ -103,8 +103,11 @@ export async function runRestart(host: RestartHost, o: RestartRunOptions): Promi
     } catch (err) {
       return failed(err);
     }
-    const death = await host.probation(fresh);
+    // A deployment error elsewhere (another new process died) stops the restart where it is.
+    const death = await untilAborted(host.probation(fresh), o.signal);
     if (death) return failed(death);
+    const cut = stopped();
+    if (cut && o.signal.reason instanceof SpawnError) return cut;
     // The new process took its old one's place: retire that one even if this restart was superseded
     // meanwhile, or the next restart would find one process too many and keep it.
     if (!retireFirst) {
@@ -117,6 +120,19 @@ export async function runRestart(host: RestartHost, o: RestartRunOptions): Promi
     progress();
   }
   return ended('succeeded');
+}
+
+/** The probation wait, or undefined as soon as the restart is aborted. */
+function untilAborted(probation: Promise<SpawnError | undefined>, signal: AbortSignal): Promise<SpawnError | undefined> {
+  if (signal.aborted) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const onAbort = () => resolve(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+    void probation.then((death) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(death);
+    });
+  });
 }
 
 /** The old process to retire next: the one with the fewest requests in flight, then the oldest generation. */
