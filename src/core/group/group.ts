@@ -486,6 +486,9 @@ export class Group implements SessionSource, ConnectionSource {
 
   private tick(): void {
     if (this.closing) return;
+    // Kept-alive connections stay where they were handed: spread them again whenever they are
+    // uneven, so that no process sits idle (and is idle-cleaned) while others are busy.
+    this.handoff.rebalance();
     this.maintenance.tick();
     this.reconsider();
   }

@@ -18,6 +18,9 @@ export interface HandoffHost {
 }
 
 export class Handoff {
+  /** The share each process was last asked to shed down to: asked once, not on every tick. */
+  private readonly asked = new WeakMap<AppProcess, number>();
+
   constructor(private readonly host: HandoffHost) {}
 
   tryAcquire(): ConnectionLease | undefined {
@@ -56,7 +59,13 @@ export class Handoff {
     if (takers.length < 2) return;
     const total = takers.reduce((n, p) => n + p.connectionCount, 0);
     const fair = Math.ceil(total / takers.length);
-    for (const p of takers) if (p.connectionCount > fair) p.handle!.connectionTaker!.shed(fair);
+    for (const p of takers) {
+      if (p.connectionCount <= fair) this.asked.delete(p);
+      else if (this.asked.get(p) !== fair) {
+        this.asked.set(p, fair);
+        p.handle!.connectionTaker!.shed(fair);
+      }
+    }
   }
 
   /** Asks every process on the hand-off path for its latest request counts (metrics read them). */
