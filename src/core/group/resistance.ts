@@ -15,13 +15,12 @@
 // - a process that dies while serving a request it had received is a crash: never a spawn error;
 // - otherwise a death within probation_time is a failed spawn, and a later one a plain death.
 
-import { SpawnError, newErrorId } from '../../errors';
+import type { SpawnError } from '../../errors';
 import type { AppProcess, RequestInfo, SpawnCause } from '../app-process';
 import type { Clock, TimerHandle } from '../clock';
 import type { ExitInfo } from '../process-handle';
 import { spawnBackoffMs } from '../scaling';
-import type { ResistingSnapshot } from '../snapshots';
-import { spawnErrorSnapshot } from './inspection';
+import { deathError, probationError } from './death-errors';
 
 export const CRASH_LOOP_DEATHS = 3;
 export const CRASH_LOOP_WINDOW_MS = 60_000;
@@ -317,18 +316,18 @@ export class Resistance {
       return { kind: 'frozen', replace };
     }
     if (ctx.restartGeneration !== undefined && p.generation === ctx.restartGeneration) {
-      return { kind: 'deployment_error', error: this.deathError(p, ctx, 'before its rolling restart finished', p.inProbation(now, this.options.probationMs) ? 'probation' : 'died') };
+      return { kind: 'deployment_error', error: deathError(p, ctx, this.clock.now(), this.options.appRoot, 'before its rolling restart finished', p.inProbation(now, this.options.probationMs) ? 'probation' : 'died') };
     }
     if (this.countsForCrashLoop(p, now, ctx.newestGeneration)) {
       const deaths = (this.earlyDeaths.get(p.generation) ?? 0) + 1;
       this.earlyDeaths.set(p.generation, deaths);
       if (deaths >= CRASH_LOOP_DEATHS) {
-        return { kind: 'deployment_error', error: this.deathError(p, ctx, `after the restart: ${deaths} of its processes died within ${CRASH_LOOP_WINDOW_MS / 1000} s of starting (a crash loop)`, 'died') };
+        return { kind: 'deployment_error', error: deathError(p, ctx, this.clock.now(), this.options.appRoot, `after the restart: ${deaths} of its processes died within ${CRASH_LOOP_WINDOW_MS / 1000} s of starting (a crash loop)`, 'died') };
       }
     }
     const requests = p.requestsInFlight(now);
     if (requests.length > 0 || p.requests.inFlight() > 0) return { kind: 'crash', requests };
-    if (p.inProbation(now, this.options.probationMs)) return { kind: 'spawn_error', error: this.probationError(p, ctx) };
+    if (p.inProbation(now, this.options.probationMs)) return { kind: 'spawn_error', error: probationError(p, ctx, this.clock.now(), this.options.appRoot) };
     return { kind: 'died' };
   }
 
@@ -338,61 +337,16 @@ export class Resistance {
     return now - deployed <= CRASH_LOOP_WATCH_MS && now - p.readyAt <= CRASH_LOOP_WINDOW_MS;
   }
 
-  private deathError(p: AppProcess, ctx: DeathContext, when: string, category: 'died' | 'probation'): SpawnError {
-    const secs = Math.round((this.clock.now() - p.readyAt) / 100) / 10;
-    return new SpawnError(`app process ${p.pid} of generation ${p.generation} ${howItDied(ctx.exit)} ${secs} s after it became ready, ${when}`, this.details(p, ctx, category));
-  }
-
-  private probationError(p: AppProcess, ctx: DeathContext): SpawnError {
-    const secs = Math.round((this.clock.now() - p.readyAt) / 100) / 10;
-    return new SpawnError(`app process ${p.pid} ${howItDied(ctx.exit)} ${secs} s after it became ready`, this.details(p, ctx, 'probation'));
-  }
-
-  private details(p: AppProcess, ctx: DeathContext, category: 'died' | 'probation') {
-    return {
-      category,
-      errorId: newErrorId(),
-      command: ctx.command,
-      exitCode: ctx.exit.code,
-      signal: ctx.exit.signal,
-      outputTail: p.handle?.recentOutput?.() ?? [],
-      release: p.handle?.release ?? this.options.appRoot,
-      generation: p.generation,
-      at: this.clock.now(),
-    };
-  }
-
   cancelRecovery(): void {
     this.recoveryTimer?.cancel();
     this.recoveryTimer = undefined;
   }
 
-  // ---- inspection ---------------------------------------------------------------------------
+  // ---- inspection ----------------------------------------------------------------------------
 
-  snapshot(serving: number): ResistingSnapshot | null {
+  /** What status shows of the freeze (inspection.ts renders it); null when not resisting. */
+  view(serving: number): { error: SpawnError; since: number; serving: number; target: number; rollbackRelease: string | null; broken: boolean } | null {
     if (!this.flag) return null;
-    const now = this.clock.now();
-    const target = Math.max(this.capacityTarget, serving);
-    const rollback = this.rollbackRelease() ?? null;
-    return {
-      since: new Date(this.flag.since).toISOString(),
-      for_seconds: Math.floor((now - this.flag.since) / 1000),
-      error: spawnErrorSnapshot(this.flag.error),
-      capacity: { serving, target },
-      rollback_release: rollback,
-      note: this.note(serving, target, rollback),
-    };
+    return { error: this.flag.error, since: this.flag.since, serving, target: Math.max(this.capacityTarget, serving), rollbackRelease: this.rollbackRelease() ?? null, broken: this.broken !== undefined };
   }
-
-  private note(serving: number, target: number, rollback: string | null): string {
-    if (!this.broken) return `${serving} process(es) of the running version keep serving; nothing is spawned until holdfast restart or holdfast resume`;
-    if (rollback) return `the previous release ${rollback} keeps serving; the pool is brought back to ${target} process(es) from it`;
-    if (serving === 0) return 'no process of a version that served is left; holdfast tries one spawn at a time with back-off';
-    return `the app dir is not a release layout (current -> releases/...), so the previous version cannot be started again: ${serving} of ${target} process(es) serve until holdfast restart or holdfast resume`;
-  }
-}
-
-function howItDied(exit: ExitInfo): string {
-  const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-  return exit.signal === 'SIGKILL' ? `${how} (SIGKILL usually means the system ran out of memory)` : how;
 }
