@@ -23,8 +23,6 @@ export const ERROR_CODES = {
   HF_INSTANCE_NOT_FOUND: 'no running holdfast instance matches',
   HF_INSTANCE_AMBIGUOUS: 'several holdfast instances run; --name must pick one',
   HF_INSTANCE_EXISTS: 'an instance with this name is already running',
-  HF_RESTART_FAILED: 'a restart could not start the new version',
-  HF_RESTART_SUPERSEDED: 'a restart was superseded by a newer one',
   HF_INTERNAL: 'a bug in holdfast',
 } as const;
 
