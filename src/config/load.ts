@@ -126,6 +126,14 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     resistDeploymentErrors: value('resist_deployment_errors'),
     connectionHandoff: value('connection_handoff'),
     appStartCommand: value('app_start_command'),
+    staticFiles: value('static_files'),
+    staticFilesDir: value('static_files_dir'),
+    staticFilesCacheControl: value('static_files_cache_control'),
+    requestBuffering: value('request_buffering'),
+    dataBufferDir: pathSetting(merged.get('data_buffer_dir'), input.cwd),
+    maxRequestBodyBytes: value<number>('max_request_body_size') * 1024 * 1024,
+    maxRequestQueueTimeMs: seconds('max_request_queue_time'),
+    maxRequestTimeMs: seconds('max_request_time'),
     startupFile,
     envvars: { ...value<Record<string, string>>('envvars') },
     // A path in the file is relative to the file, a path on the command line to the current dir.
@@ -139,6 +147,12 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     readinessPath: value('readiness_path'),
     warnings,
   };
+}
+
+/** A path in the file is relative to the file, a path on the command line to the current dir. */
+function pathSetting(entry: { value: unknown; source: Source } | undefined, cwd: string): string | undefined {
+  if (entry === undefined) return undefined;
+  return resolve(entry.source.kind === 'file' ? dirname(entry.source.path) : cwd, entry.value as string);
 }
 
 function checkAppDir(appDir: string): void {

@@ -39,6 +39,12 @@ const ARG_NAMES: Record<string, string> = {
   metrics_address: 'HOST:PORT',
   status_address: 'HOST:PORT',
   readiness_path: 'PATH',
+  static_files_dir: 'DIR',
+  static_files_cache_control: 'VALUE',
+  data_buffer_dir: 'DIR',
+  max_request_body_size: 'MB',
+  max_request_queue_time: 'SECONDS',
+  max_request_time: 'SECONDS',
 };
 
 const SHORT_FLAGS: Record<string, string> = { port: '-p', address: '-a', environment: '-e' };

@@ -19,7 +19,8 @@ export type StopReason =
   | 'shutdown'
   | 'superseded'
   | 'died'
-  | 'unreachable';
+  | 'unreachable'
+  | 'max_request_time';
 
 let nextId = 1;
 

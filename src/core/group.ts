@@ -351,6 +351,8 @@ export class Group implements SessionSource, ConnectionSource {
       close: (outcome) => {
         if (!open) return;
         open = false;
+        // Stopped first, so that the slot this session frees goes to no new request.
+        if (outcome?.stuck === true) void this.stopProcess(p, 'max_request_time');
         this.closeSession(p, outcome?.unreachable === true);
       },
     };
