@@ -12,7 +12,6 @@
 
 import fs = require('node:fs');
 import path = require('node:path');
-import { pipeline } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import mime = require('mime-types');
 
@@ -25,8 +24,9 @@ export interface StaticFilesSettings {
 
 /** How long the root's real path is trusted before it is resolved again (a deploy switches `current`). */
 const ROOT_RECHECK_MS = 1000;
-/** Read size of the file streams: memory per download is about this, whatever the file's size. */
+/** Memory per download is READ_BUFFERS x READ_CHUNK_BYTES, whatever the file's size. */
 const READ_CHUNK_BYTES = 64 * 1024;
+const READ_BUFFERS = 4;
 /** A content hash of 8+ hex digits before the extension: Sprockets, webpack, esbuild, Propshaft. */
 const FINGERPRINTED = /[-.~][0-9a-f]{8,}(\.[A-Za-z0-9]+)+$/i;
 // Double-encoded dot, backslash, NUL: harmless to us, but an app or a cache that decodes again sees a traversal.
@@ -267,10 +267,55 @@ export class StaticFiles {
       res.end();
       return;
     }
-    const stream = fs.createReadStream('', { fd, start, end, highWaterMark: READ_CHUNK_BYTES, autoClose: true });
-    // pipeline destroys the file stream (and closes fd) when the visitor goes away.
-    pipeline(stream, res, () => undefined);
+    streamRange(fd, start, end, res);
   }
+}
+
+/**
+ * Writes bytes start..end of fd to res through READ_BUFFERS buffers that are reused: a buffer is
+ * read into again only once the socket has taken it (the write callback). A read stream would
+ * allocate a new buffer per chunk, and V8 frees those only at its next GC: tens of MB for a big file.
+ */
+function streamRange(fd: number, start: number, end: number, res: ServerResponse): void {
+  const free: Buffer[] = [];
+  for (let i = 0; i < READ_BUFFERS; i++) free.push(Buffer.allocUnsafeSlow(READ_CHUNK_BYTES));
+  let position = start;
+  let reading = false;
+  let finished = false;
+  const stop = (): void => {
+    if (finished) return;
+    finished = true;
+    fs.close(fd, () => undefined);
+  };
+  res.once('close', stop);
+  const pump = (): void => {
+    if (finished || reading) return;
+    if (position > end) {
+      stop();
+      res.end();
+      return;
+    }
+    const buffer = free.pop();
+    if (buffer === undefined) return; // all in the socket's hands: its callbacks pump again
+    reading = true;
+    fs.read(fd, buffer, 0, Math.min(buffer.length, end - position + 1), position, (error, bytes) => {
+      reading = false;
+      if (finished) return;
+      if (error || bytes === 0) {
+        stop();
+        res.destroy(error ?? new Error('the file got shorter while it was sent'));
+        return;
+      }
+      position += bytes;
+      res.write(bytes === buffer.length ? buffer : buffer.subarray(0, bytes), (writeError) => {
+        if (writeError) return;
+        free.push(buffer);
+        pump();
+      });
+      pump();
+    });
+  };
+  pump();
 }
 
 function plainWithHeaders(res: ServerResponse, status: number, headers: Record<string, string | number>, head: boolean): void {
