@@ -29,7 +29,7 @@ test('a session closed as stuck stops its process with reason max_request_time; 
   await flush();
   held.close({ stuck: true });
   await flush();
-  assert.equal(queued.session, undefined, 'the stuck process takes no new request');
+  assert.equal(queued.session === undefined, true, 'the stuck process takes no new request');
   assert.equal(victim.terminated, true);
   assert.deepEqual(stopped, [`${victim.pid}:max_request_time`]);
   group.verifyInvariants();
