@@ -13,6 +13,9 @@
 //    connection at rest between two requests - holdfast keeps its own descriptor of each
 //    connection, so one given back loses nothing and goes to another process - while a request
 //    that starts during the drain is answered with Connection: close.
+// 5. On handed-off connections, files under static_files_dir are answered before the app's code
+//    runs, by holdfast's own proxy/static-files.js, loaded by the path holdfast gives (it needs only
+//    Node builtins and mime-types): the one piece of holdfast that runs inside the app.
 //
 // The channel is Node's IPC channel on fd 3 (JSON messages; the connection rides along with one).
 //   hook -> holdfast: {type:'ready', handoff}  {type:'load', elu, peak, served, stats?}
