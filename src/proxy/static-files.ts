@@ -13,7 +13,15 @@
 import fs = require('node:fs');
 import path = require('node:path');
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import mime = require('mime-types');
+import type * as MimeTypes from 'mime-types';
+
+// Loaded with the first file served: an app process without static files never parses mime-db.
+let mimeTypes: typeof MimeTypes | undefined;
+function contentTypeOf(file: string): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  mimeTypes ??= require('mime-types') as typeof MimeTypes;
+  return mimeTypes.contentType(path.extname(file)) || 'application/octet-stream';
+}
 
 export interface StaticFilesSettings {
   /** Absolute; may go through a symlink a deploy tool switches (followed at each look-up). */
@@ -174,7 +182,7 @@ export class StaticFiles {
   }
 
   #serve(req: IncomingMessage, res: ServerResponse, file: string, urlPath: string, head: boolean): void {
-    const type = mime.contentType(path.extname(file)) || 'application/octet-stream';
+    const type = contentTypeOf(file);
     // Precompressed siblings, best first; they must be real files inside the root as well.
     let chosen = file;
     let encoding: string | undefined;
