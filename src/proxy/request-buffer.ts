@@ -41,6 +41,18 @@ export type BufferOutcome =
   /** The spool file could not be written (disk full, permissions). */
   | { kind: 'failed'; error: Error };
 
+/** The headers for the app with a buffered body: its length, never chunked (flat [name, value, ...]). */
+export function withContentLength(headers: string[], bytes: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!.toLowerCase();
+    if (name === 'content-length' || name === 'transfer-encoding') continue;
+    out.push(headers[i]!, headers[i + 1]!);
+  }
+  out.push('content-length', String(bytes));
+  return out;
+}
+
 function memoryBody(chunks: Buffer[], bytes: number): BufferedBody {
   const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes);
   return { bytes, file: null, open: () => whole, dispose: () => undefined };

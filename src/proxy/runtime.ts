@@ -24,7 +24,7 @@ export interface FailedRequest {
 }
 
 /** The query string may hold secrets; the log gets the path only. */
-function pathOf(url: string | undefined): string | undefined {
+export function pathOf(url: string | undefined): string | undefined {
   const q = url?.indexOf('?') ?? -1;
   return q >= 0 ? url!.slice(0, q) : url;
 }

@@ -12,10 +12,10 @@ import type { Logger } from '../log/logger';
 import { Attempt, type AttemptContext, type AttemptOutcome, type AttemptRequest } from './forward';
 import { hasRequestBody, requestIdFor, upstreamRequestHeaders } from './headers';
 import { writeRawResponse } from './raw-response';
-import { failurePage, type ProxyRuntime } from './runtime';
+import { failurePage, pathOf as pathOnly, type ProxyRuntime } from './runtime';
 import { installHandoff } from './handoff';
 import { BurstLog } from './burst-log';
-import { RequestBuffers, type BufferedBody, type RequestBufferingSettings } from './request-buffer';
+import { RequestBuffers, withContentLength, type BufferedBody, type RequestBufferingSettings } from './request-buffer';
 import type { StaticFiles } from './static-files';
 import { forwardUpgrade } from './upgrade';
 import { describeTarget, UpstreamPools } from './upstream-pools';
@@ -119,24 +119,6 @@ interface Exchange extends AttemptRequest {
 // The exchange a request or response belongs to, for listeners shared by all requests.
 const EXCHANGE = Symbol('holdfast.exchange');
 type WithExchange = { [EXCHANGE]?: Exchange };
-
-/** The query string may hold secrets; the log gets the path only. */
-function pathOnly(url: string | undefined): string | undefined {
-  const q = url?.indexOf('?') ?? -1;
-  return q >= 0 ? url!.slice(0, q) : url;
-}
-
-/** The app gets a buffered body with its length, never chunked. */
-function withContentLength(headers: string[], bytes: number): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < headers.length; i += 2) {
-    const name = headers[i]!.toLowerCase();
-    if (name === 'content-length' || name === 'transfer-encoding') continue;
-    out.push(headers[i]!, headers[i + 1]!);
-  }
-  out.push('content-length', String(bytes));
-  return out;
-}
 
 export function createProxy(options: ProxyOptions): Proxy {
   const logger = options.logger;

@@ -266,7 +266,13 @@ function install(): void {
     if (statics !== undefined) {
       res[STARTED] = perf_hooks.performance.now();
       if (draining) res.shouldKeepAlive = false;
-      if (statics.handle(req, res)) {
+      let answered = false;
+      try {
+        answered = statics.handle(req, res);
+      } catch {
+        // a bug of ours must not take the app down: the app answers as it would without static files
+      }
+      if (answered) {
         res.on('close', onStaticResponseClose);
         return true;
       }
