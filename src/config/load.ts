@@ -92,6 +92,12 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     if (problem) problems.push(`${subject(merged.get('startup_file')!.source, 'startup_file')} ${problem}`);
   }
 
+  const bufferDir = merged.get('data_buffer_dir');
+  if (bufferDir !== undefined && !badKeys.has('data_buffer_dir')) {
+    const problem = checkWritableDir(pathSetting(bufferDir, input.cwd)!);
+    if (problem) problems.push(`${subject(bufferDir.source, 'data_buffer_dir')} ${problem}`);
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   if (value<boolean>('resist_deployment_errors') && !value<boolean>('rolling_restarts')) {
@@ -338,6 +344,20 @@ function checkReadableFile(path: string): string | undefined {
     if (code === 'ENOENT' || code === 'ENOTDIR') return `${path} does not exist`;
     if (code === 'EACCES') return `${path} is not readable (permission denied)`;
     return `${path} cannot be read (${describeFsError(err)})`;
+  }
+}
+
+/** Why a dir cannot take holdfast's spool files, or undefined when it can. */
+function checkWritableDir(path: string): string | undefined {
+  try {
+    if (!statSync(path).isDirectory()) return `${path} is not a directory`;
+    accessSync(path, constants.W_OK | constants.X_OK);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return `${path} does not exist`;
+    if (code === 'EACCES') return `${path} is not writable (permission denied)`;
+    return `${path} cannot be used (${describeFsError(err)})`;
   }
 }
 

@@ -8,6 +8,7 @@ import { load, makeAppDir, problems } from './config-fixture';
 test("a Passengerfile's static_files_dir, data_buffer_dir, max_request_queue_time and max_request_time are read", () => {
   const dir = makeAppDir({
     'Passengerfile.json': { static_files_dir: 'assets', data_buffer_dir: 'tmp/buffers', max_request_queue_time: '30', max_request_time: 120 },
+    'tmp/buffers/.keep': '',
   });
   const config = load(dir);
   assert.equal(config.staticFilesDir, 'assets');
@@ -24,10 +25,10 @@ test('holdfast.json and flags set static files, buffering and the limits; flags 
   assert.equal(fromFile.staticFilesCacheControl, '');
   assert.equal(fromFile.requestBuffering, false);
   assert.equal(fromFile.maxRequestBodyBytes, 8 * 1024 * 1024);
-  const fromFlags = load(dir, { staticFiles: true, maxRequestBodySize: '0', dataBufferDir: '/var/tmp/hf' });
+  const fromFlags = load(dir, { staticFiles: true, maxRequestBodySize: '0', dataBufferDir: '/tmp' });
   assert.equal(fromFlags.staticFiles, true);
   assert.equal(fromFlags.maxRequestBodyBytes, 0);
-  assert.equal(fromFlags.dataBufferDir, '/var/tmp/hf');
+  assert.equal(fromFlags.dataBufferDir, '/tmp');
 });
 
 test('out-of-range limits are named with what is allowed', () => {
@@ -38,4 +39,10 @@ test('out-of-range limits are named with what is allowed', () => {
   assert.ok(found.includes(`${file}: max_request_queue_time must be an integer from 0 to 86400 (got 100000)`), found.join('\n'));
   assert.ok(found.includes(`${file}: max_request_body_size must be an integer from 0 to 1048576 (got "big")`), found.join('\n'));
   assert.ok(found.some((p) => p.startsWith(`${file}: static_files_dir must be a non-empty string`)), found.join('\n'));
+});
+
+test('a data_buffer_dir that does not exist or is a file stops start, naming it', () => {
+  const dir = makeAppDir({ 'holdfast.json': { data_buffer_dir: 'nope' }, 'file.txt': 'x' });
+  assert.deepEqual(problems(dir), [`${join(dir, 'holdfast.json')}: data_buffer_dir ${join(dir, 'nope')} does not exist`]);
+  assert.deepEqual(problems(dir, { dataBufferDir: 'file.txt' }), [`--data-buffer-dir ${join(dir, 'file.txt')} is not a directory`]);
 });
