@@ -117,6 +117,25 @@ test('with --concurrency 1 and 2 processes, 6 clients trickling uploads hold no 
   }
 });
 
+test('without request buffering the same trickling uploads hold both processes: a GET waits for them', async () => {
+  const app = frontApp();
+  const hf = await Holdfast.start(app.dir, ['--concurrency', '1', '--min-instances', '2', '--max-pool-size', '2', '--no-request-buffering']);
+  try {
+    await waitFor('two processes', () => hf.appPids.size >= 2);
+    const bytes = [...Buffer.from('0123456789')].map((b) => Buffer.from([b]));
+    const trickles = Array.from({ length: 2 }, () => upload(hf.url('/upload'), bytes, { declared: 10, pace: () => sleep(200) }));
+    await sleep(300);
+    const started = performance.now();
+    assert.equal((await get(hf.url('/waits'))).status, 200);
+    const waited = performance.now() - started;
+    assert.ok(waited > 1000, `the GET was answered in ${waited.toFixed(0)} ms: the uploads did not hold the processes`);
+    for (const done of await Promise.all(trickles)) assert.equal(done.status, 200);
+  } finally {
+    await stopClean(hf);
+    app.remove();
+  }
+});
+
 test('a 50 MB upload is spooled to a private temp file and reaches the app intact; temp files go, also when the client disconnects mid-body', async () => {
   const app = frontApp();
   const hf = await Holdfast.start(app.dir, ['--concurrency', '1', '--max-pool-size', '1', '--data-buffer-dir', app.buffers, '--max-request-body-size', '60']);
