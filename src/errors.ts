@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   HF_QUEUE_FULL: 'the request queue is full (max_request_queue_size)',
   HF_SHUTTING_DOWN: 'holdfast is stopping and takes no new requests',
   HF_QUEUE_TIMEOUT: 'a request waited in the queue for too long',
+  HF_REQUEST_TIMEOUT: 'an app process spent longer than max_request_time on one request; it was replaced',
   HF_UPSTREAM: 'the app process failed while serving a request',
   HF_ADMIN_UNAUTHORIZED: 'an admin request had no valid token',
   HF_ADMIN_FORBIDDEN: 'an admin request used a token that may not do this',

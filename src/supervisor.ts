@@ -4,7 +4,7 @@
 import { watchFile, unwatchFile, type Stats } from 'node:fs';
 import { mkdtemp, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { startAdminServer } from './admin/server';
 import { createInstance, type Instance } from './admin/instance';
 import { DURATION_BUCKETS, createMetrics } from './admin/metrics';
@@ -17,6 +17,7 @@ import { Pool } from './core/pool';
 import { HoldfastError } from './errors';
 import type { LogHandle } from './log/logger';
 import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, createProxy } from './proxy/server';
+import { StaticFiles, type StaticFilesSettings } from './proxy/static-files';
 import { ChildSpawner, resolveNodeEntry } from './spawn/child-spawner';
 import { startWatchdog } from './spawn/watchdog';
 import { groupOptions } from './supervisor/group-options';
@@ -100,14 +101,29 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     resources.defer('status and metrics listeners', () => web.close());
     if (web.statusUrl || web.metricsUrl) await instance.update({ status_url: web.statusUrl, metrics_url: web.metricsUrl });
 
-    // The hand-off path needs the hook (a Node app) and per-connection balancing (no concurrency limit).
-    const handoff = config.connectionHandoff && config.appStartCommand === undefined && config.concurrency === 0;
+    // The hand-off path needs the hook (a Node app) and per-connection balancing (no concurrency
+    // limit); max_request_time needs to see every request, so it keeps them on the proxy path.
+    const handoff = config.connectionHandoff && config.appStartCommand === undefined && config.concurrency === 0 && config.maxRequestTimeMs === 0;
+    if (config.connectionHandoff && config.appStartCommand === undefined && config.concurrency === 0 && config.maxRequestTimeMs > 0) {
+      logger.info({ event: 'handoff_off', why: 'max_request_time' }, 'max_request_time is set: requests are proxied, connections are not handed off');
+    }
+    // Followed through the app dir as given (a deploy tool's `current` symlink) at each look-up.
+    const statics: StaticFilesSettings | null = config.staticFiles
+      ? { root: resolve(config.appDir, config.staticFilesDir), fingerprintedCacheControl: config.staticFilesCacheControl }
+      : null;
     const proxy = createProxy({
       sessions: pool,
       ...(handoff ? { connections: pool } : {}),
       environment: config.environment,
       logger,
       onRequestDone: (info) => metrics.requestDone(info),
+      ...(statics ? { staticFiles: new StaticFiles(statics) } : {}),
+      // Processes that serve a few requests at a time must not wait for a slow client's body.
+      ...(config.requestBuffering && config.concurrency > 0
+        ? { requestBuffering: { dir: config.dataBufferDir ?? tmpdir(), maxBodyBytes: config.maxRequestBodyBytes } }
+        : {}),
+      maxRequestQueueTimeMs: config.maxRequestQueueTimeMs,
+      maxRequestTimeMs: config.maxRequestTimeMs,
       ...(config.readinessPath ? { readiness: { path: config.readinessPath, ready: () => pool.ready() } } : {}),
     });
     const appLogger = logger.child({ app: config.name });
@@ -132,6 +148,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
               requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS,
               keepAliveTimeoutMs: DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
               buckets: DURATION_BUCKETS,
+              staticFiles: statics && { module: require.resolve('./proxy/static-files'), ...statics },
             },
             onRequestStats: (stats) => metrics.handedOffRequests(stats),
           }

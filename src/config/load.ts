@@ -92,6 +92,12 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     if (problem) problems.push(`${subject(merged.get('startup_file')!.source, 'startup_file')} ${problem}`);
   }
 
+  const bufferDir = merged.get('data_buffer_dir');
+  if (bufferDir !== undefined && !badKeys.has('data_buffer_dir')) {
+    const problem = checkWritableDir(pathSetting(bufferDir, input.cwd)!);
+    if (problem) problems.push(`${subject(bufferDir.source, 'data_buffer_dir')} ${problem}`);
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   if (value<boolean>('resist_deployment_errors') && !value<boolean>('rolling_restarts')) {
@@ -126,6 +132,14 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     resistDeploymentErrors: value('resist_deployment_errors'),
     connectionHandoff: value('connection_handoff'),
     appStartCommand: value('app_start_command'),
+    staticFiles: value('static_files'),
+    staticFilesDir: value('static_files_dir'),
+    staticFilesCacheControl: value('static_files_cache_control'),
+    requestBuffering: value('request_buffering'),
+    dataBufferDir: pathSetting(merged.get('data_buffer_dir'), input.cwd),
+    maxRequestBodyBytes: value<number>('max_request_body_size') * 1024 * 1024,
+    maxRequestQueueTimeMs: seconds('max_request_queue_time'),
+    maxRequestTimeMs: seconds('max_request_time'),
     startupFile,
     envvars: { ...value<Record<string, string>>('envvars') },
     // A path in the file is relative to the file, a path on the command line to the current dir.
@@ -142,6 +156,12 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     healthCheckTimeoutMs: seconds('health_check_timeout'),
     warnings,
   };
+}
+
+/** A path in the file is relative to the file, a path on the command line to the current dir. */
+function pathSetting(entry: { value: unknown; source: Source } | undefined, cwd: string): string | undefined {
+  if (entry === undefined) return undefined;
+  return resolve(entry.source.kind === 'file' ? dirname(entry.source.path) : cwd, entry.value as string);
 }
 
 function checkAppDir(appDir: string): void {
@@ -327,6 +347,20 @@ function checkReadableFile(path: string): string | undefined {
     if (code === 'ENOENT' || code === 'ENOTDIR') return `${path} does not exist`;
     if (code === 'EACCES') return `${path} is not readable (permission denied)`;
     return `${path} cannot be read (${describeFsError(err)})`;
+  }
+}
+
+/** Why a dir cannot take holdfast's spool files, or undefined when it can. */
+function checkWritableDir(path: string): string | undefined {
+  try {
+    if (!statSync(path).isDirectory()) return `${path} is not a directory`;
+    accessSync(path, constants.W_OK | constants.X_OK);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return `${path} does not exist`;
+    if (code === 'EACCES') return `${path} is not writable (permission denied)`;
+    return `${path} cannot be used (${describeFsError(err)})`;
   }
 }
 

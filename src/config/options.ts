@@ -42,6 +42,12 @@ const ARG_NAMES: Record<string, string> = {
   rolling_restart_surge: 'NUMBER',
   health_check_path: 'PATH',
   health_check_timeout: 'SECONDS',
+  static_files_dir: 'DIR',
+  static_files_cache_control: 'VALUE',
+  data_buffer_dir: 'DIR',
+  max_request_body_size: 'MB',
+  max_request_queue_time: 'SECONDS',
+  max_request_time: 'SECONDS',
 };
 
 const SHORT_FLAGS: Record<string, string> = { port: '-p', address: '-a', environment: '-e' };

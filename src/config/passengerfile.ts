@@ -44,7 +44,6 @@ export const PASSENGER_RULES: Readonly<Record<string, Rule>> = {
   pid_file: unsupported('the pid is kept in the instance dir; `holdfast status` shows it'),
   stop_timeout: unsupported('drain_timeout bounds how long each app process may take to stop'),
   instance_registry_dir: unsupported('set the HOLDFAST_INSTANCE_REGISTRY_DIR environment variable instead'),
-  data_buffer_dir: noEffect('holdfast streams request and response bodies and never buffers them to disk'),
   core_file_descriptor_ulimit: unsupported(ULIMIT),
   // application loading
   ruby: unsupported(OTHER_LANGUAGES),
@@ -55,7 +54,6 @@ export const PASSENGER_RULES: Readonly<Record<string, Rule>> = {
   app_support_kuria_protocol: unsupported('holdfast does not speak the Kuria protocol; the app must listen on $PORT', false),
   spawn_method: unsupported('holdfast starts every process directly (spawn_method "direct")', 'direct'),
   direct_instance_request_address: unsupported('holdfast reaches its app processes over loopback on its own'),
-  static_files_dir: unsupported('holdfast passes every request to the app; serve static files from the app or a CDN'),
   restart_dir: unsupported('holdfast watches tmp/restart.txt in the app dir'),
   friendly_error_pages: unsupported('the error page shows the cause when environment is "development", and never otherwise'),
   custom_error_page: unsupported('holdfast shows its own error page'),
@@ -69,7 +67,6 @@ export const PASSENGER_RULES: Readonly<Record<string, Rule>> = {
   concurrency_model: unsupported('holdfast runs one app process per pool slot (concurrency_model "process")', 'process'),
   thread_count: unsupported('a Ruby option; concurrency bounds the sessions of one process'),
   // request handling
-  max_request_time: unsupported('enforce request deadlines in the app or the load balancer'),
   sticky_sessions: unsupported(ROUTING, false),
   sticky_sessions_cookie_name: unsupported(ROUTING),
   sticky_sessions_cookie_attributes: unsupported(ROUTING),

@@ -31,6 +31,22 @@ export interface HoldfastConfig {
   /** Node apps take whole visitor connections instead of proxied requests (connection_handoff). */
   connectionHandoff: boolean;
   appStartCommand: string | undefined;
+  /** Serve files of staticFilesDir from holdfast (static_files). */
+  staticFiles: boolean;
+  /** As given, relative to the app dir (static_files_dir). */
+  staticFilesDir: string;
+  /** Cache-Control of fingerprinted static files; '' = none (static_files_cache_control). */
+  staticFilesCacheControl: string;
+  /** Buffer request bodies before taking a process with a concurrency limit (request_buffering). */
+  requestBuffering: boolean;
+  /** Absolute; undefined = the system temp dir (data_buffer_dir). */
+  dataBufferDir: string | undefined;
+  /** 0 = unlimited (max_request_body_size). */
+  maxRequestBodyBytes: number;
+  /** 0 = off (max_request_queue_time). */
+  maxRequestQueueTimeMs: number;
+  /** 0 = off (max_request_time). */
+  maxRequestTimeMs: number;
   /** As given: relative paths are relative to the app dir (resolve it against the release dir at each spawn). */
   startupFile: string | undefined;
   envvars: Record<string, string>;

@@ -16,7 +16,7 @@ const TRANSITIONS: Record<ProcessState, readonly ProcessState[]> = {
 };
 
 /** Why a process is drained and stopped. */
-export type StopReason = 'idle' | 'max_requests' | 'memory_limit' | 'restart' | 'rollback' | 'shutdown';
+export type StopReason = 'idle' | 'max_requests' | 'memory_limit' | 'restart' | 'rollback' | 'shutdown' | 'max_request_time';
 
 /** Why a process is spawned. */
 export type SpawnCause = 'start' | 'demand' | 'restart' | 'replace' | 'recovery' | 'rollback';

@@ -11,8 +11,9 @@ export interface Session {
    * Ends the session; exactly once, when the request (or upgraded connection) is over.
    * unreachable: the process refused or reset the connection before any response byte, so it is
    * likely dead; the pool skips it for a moment and does not count the request as served.
+   * stuck: the request ran past max_request_time; the pool stops the process (and replaces it).
    */
-  close(outcome?: { unreachable?: boolean }): void;
+  close(outcome?: { unreachable?: boolean; stuck?: boolean }): void;
 }
 
 export interface AcquireOptions {

@@ -45,6 +45,8 @@ function kindOf(code: ErrorCode): Kind {
       return { status: 503, title: 'The server is restarting', publicMessage: 'The server is restarting or stopping. Please try again in a moment.' };
     case 'HF_QUEUE_TIMEOUT':
       return { status: 504, title: 'The server took too long', publicMessage: 'The server took too long to take this request. Please try again later.' };
+    case 'HF_REQUEST_TIMEOUT':
+      return { status: 504, title: 'The web application took too long', publicMessage: 'The web application took too long to answer this request. Please try again later.' };
     case 'HF_SPAWN_OS':
     case 'HF_SPAWN_EXITED':
     case 'HF_SPAWN_TIMEOUT':

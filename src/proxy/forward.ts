@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Session } from '../core/leases';
+import type { BufferedBody } from './request-buffer';
 import { visitorResponseHeaders } from './headers';
 import type { UpstreamPools } from './upstream-pools';
 
@@ -15,7 +16,9 @@ export type AttemptOutcome =
   | { kind: 'failed-before-response'; error: Error; unreachable: boolean; reached: boolean }
   /** The response had begun; the visitor's connection was destroyed so it cannot mistake it for whole. */
   | { kind: 'failed-during-response'; error: Error }
-  | { kind: 'visitor-gone' };
+  | { kind: 'visitor-gone' }
+  /** max_request_time passed: the request to the app was aborted (the visitor's connection too, if the response had begun). */
+  | { kind: 'timed-out'; responseStarted: boolean };
 
 // The process refused or reset the connection, or its socket is gone: most likely it is dead.
 // Two live cases look the same and are reported alike (the pool checks the process anyway): an
@@ -104,6 +107,15 @@ export interface AttemptRequest {
   readonly hasBody: boolean;
   /** The visitor went away (checked when the connection to the app is made). */
   readonly gone: boolean;
+  /** The body read whole beforehand (request buffering); otherwise the visitor's stream is forwarded. */
+  readonly body?: BufferedBody | null;
+}
+
+class RequestTimeError extends Error {
+  constructor() {
+    super('max_request_time passed');
+    this.name = 'RequestTimeError';
+  }
 }
 
 class VisitorGoneError extends Error {
@@ -129,6 +141,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #requestSent = false;
   #settled = false;
   #invalidResponse: Error | null = null;
+  #timedOut = false;
 
   constructor(session: Session, request: AttemptRequest, ctx: AttemptContext) {
     this.session = session;
@@ -145,7 +158,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
           method: req.method as Dispatcher.HttpMethod,
           path: req.url ?? '/',
           headers: this.request.upstreamHeaders,
-          body: hasBody ? detachableBody(req) : null,
+          body: hasBody ? (this.request.body?.open() ?? detachableBody(req)) : null,
           reset: upstream.reset,
         },
         this,
@@ -160,6 +173,13 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.#abort?.(new VisitorGoneError());
   }
 
+  /** max_request_time passed: abort the request to the app; it settles as 'timed-out'. */
+  timeOut(): void {
+    if (this.#settled) return;
+    this.#timedOut = true;
+    this.#abort?.(new RequestTimeError());
+  }
+
   #settle(outcome: AttemptOutcome): void {
     if (this.#settled) return;
     this.#settled = true;
@@ -169,7 +189,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onConnect(abortRequest: (error?: Error) => void): void {
     this.#abort = abortRequest;
-    if (this.request.gone) abortRequest(new VisitorGoneError());
+    if (this.#timedOut) abortRequest(new RequestTimeError());
+    else if (this.request.gone) abortRequest(new VisitorGoneError());
   }
 
   onRequestSent(): void {
@@ -224,7 +245,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onError(error: Error): void {
     const res = this.request.res;
-    if (error instanceof VisitorGoneError || this.request.gone) {
+    if (this.#timedOut) {
+      if (this.#responseStarted && !res.destroyed) res.destroy();
+      this.#settle({ kind: 'timed-out', responseStarted: this.#responseStarted });
+    } else if (error instanceof VisitorGoneError || this.request.gone) {
       if (!res.destroyed) res.destroy();
       this.#settle({ kind: 'visitor-gone' });
     } else if (this.#responseStarted) {

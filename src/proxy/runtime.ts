@@ -24,7 +24,7 @@ export interface FailedRequest {
 }
 
 /** The query string may hold secrets; the log gets the path only. */
-function pathOf(url: string | undefined): string | undefined {
+export function pathOf(url: string | undefined): string | undefined {
   const q = url?.indexOf('?') ?? -1;
   return q >= 0 ? url!.slice(0, q) : url;
 }
@@ -33,7 +33,7 @@ function pathOf(url: string | undefined): string | undefined {
  * Logs a request the app could not answer, under the error id the visitor will see, and returns
  * the page. The log line has every detail; the page only what the environment allows.
  */
-export function failurePage(runtime: ProxyRuntime, error: unknown, request: FailedRequest): ErrorPage {
+export function failurePage(runtime: ProxyRuntime, error: unknown, request: FailedRequest, how?: { quiet: boolean }): ErrorPage {
   const errorId = errorIdOf(error);
   const page = errorPage(error, errorId, { environment: runtime.environment, accept: request.accept, requestId: request.requestId });
   const code = codeOf(error);
@@ -47,7 +47,9 @@ export function failurePage(runtime: ProxyRuntime, error: unknown, request: Fail
     err: error,
   };
   const message = isHoldfastError(error) ? error.message : 'unexpected error while proxying a request';
-  if (code === 'HF_QUEUE_FULL' || code === 'HF_SHUTTING_DOWN' || code === 'HF_QUEUE_TIMEOUT') runtime.logger.warn(fields, message);
+  // quiet: the caller logged it its own way (once per burst, or with the process's pid).
+  if (how?.quiet) runtime.logger.debug(fields, message);
+  else if (code === 'HF_QUEUE_FULL' || code === 'HF_SHUTTING_DOWN' || code === 'HF_QUEUE_TIMEOUT') runtime.logger.warn(fields, message);
   else runtime.logger.error(fields, message);
   return page;
 }

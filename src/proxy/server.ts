@@ -10,13 +10,16 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ConnectionSource, Session, SessionSource } from '../core/leases';
 import type { UpstreamTarget } from '../core/process-handle';
-import { HoldfastError } from '../errors';
+import { CapacityError, HoldfastError } from '../errors';
 import type { Logger } from '../log/logger';
 import { Attempt, type AttemptContext, type AttemptOutcome, type AttemptRequest } from './forward';
 import { hasRequestBody, requestIdFor, upstreamRequestHeaders } from './headers';
 import { writeRawResponse } from './raw-response';
-import { failurePage, type ProxyRuntime } from './runtime';
+import { failurePage, pathOf as pathOnly, type ProxyRuntime } from './runtime';
 import { installHandoff } from './handoff';
+import { BurstLog } from './burst-log';
+import { RequestBuffers, withContentLength, type BufferedBody, type RequestBufferingSettings } from './request-buffer';
+import type { StaticFiles } from './static-files';
 import { forwardUpgrade } from './upgrade';
 import { describeTarget, UpstreamPools } from './upstream-pools';
 
@@ -44,6 +47,14 @@ export interface ProxyOptions {
   onRequestDone?(info: { statusCode: number; durationMs: number; pid: number | null }): void;
   /** A path answered by holdfast itself: 200 while ready() and not stopping, else 503 (load balancers, Kubernetes). */
   readiness?: { path: string; ready(): boolean };
+  /** Files under the app's static_files_dir, answered here without a session. */
+  staticFiles?: StaticFiles;
+  /** Read each request body completely before a session is taken (request_buffering, concurrency > 0). */
+  requestBuffering?: RequestBufferingSettings;
+  /** max_request_queue_time: a request waiting longer gets 504 HF_QUEUE_TIMEOUT. 0 = off. */
+  maxRequestQueueTimeMs?: number;
+  /** max_request_time: a request served longer gets 504 and its process is stopped (Session close { stuck }). 0 = off. */
+  maxRequestTimeMs?: number;
 }
 
 export interface Proxy {
@@ -64,6 +75,9 @@ export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 export const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS = 4_000;
 /** Status reported to onRequestDone for a visitor that went away before it got an answer (as nginx does). */
 export const VISITOR_GONE_STATUS = 499;
+
+/** Queue timeouts closer together than this are one burst, logged once. */
+const QUEUE_TIMEOUT_BURST_MS = 10_000;
 
 /** How long close() waits, after destroying what was left, for exchanges to let go of their sessions. */
 const SETTLE_AFTER_DESTROY_MS = 1_000;
@@ -86,7 +100,13 @@ function listenError(error: NodeJS.ErrnoException, address: string, port: number
 /** One visitor request from arrival to the last byte of its answer; the pool knows it by its RequestInfo (a crash names it). */
 interface Exchange extends AttemptRequest, RequestInfo {
   readonly startedMs: number;
-  readonly expectContinue: boolean;
+  /** Cleared once holdfast sent 100 Continue itself (request buffering). */
+  expectContinue: boolean;
+  upstreamHeaders: string[];
+  /** The whole body, read before a session was taken (request buffering); removed when the exchange is over. */
+  body: BufferedBody | null;
+  /** max_request_time of the attempt under way. */
+  requestTimer: NodeJS.Timeout | null;
   readonly retryable: boolean;
   gone: boolean;
   /** Made only when the request has to wait in the queue: most requests never need one. */
@@ -146,13 +166,14 @@ export function createProxy(options: ProxyOptions): Proxy {
 
   const release = (ex: Exchange): void => {
     if (--ex.holds > 0) return;
+    ex.body?.dispose();
     const statusCode = ex.gone && !ex.res.headersSent ? VISITOR_GONE_STATUS : ex.res.statusCode;
     end(statusCode, ex.startedMs, ex.pid);
   };
 
-  const sendErrorPage = (ex: Exchange, error: unknown): void => {
+  const sendErrorPage = (ex: Exchange, error: unknown, how?: { quiet: boolean }): void => {
     const { req, res } = ex;
-    const page = failurePage(runtime, error, { method: req.method, url: req.url, requestId: ex.requestId, accept: req.headers.accept });
+    const page = failurePage(runtime, error, { method: req.method, url: req.url, requestId: ex.requestId, accept: req.headers.accept }, how);
     if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
@@ -189,8 +210,10 @@ export function createProxy(options: ProxyOptions): Proxy {
     ex.aborter ??= new AbortController();
     if (ex.gone) ex.aborter.abort();
     const signal = ex.aborter.signal;
+    const queueTimer = queueTimeout(ex);
     options.sessions.acquire(avoidPid === undefined ? { signal, request: ex } : { signal, avoidPid, request: ex }).then(
       (session) => {
+        queueTimer?.clear();
         try {
           forward(ex, session);
         } catch (error) {
@@ -198,7 +221,12 @@ export function createProxy(options: ProxyOptions): Proxy {
         }
       },
       (error: unknown) => {
-        if (!ex.gone) sendErrorPage(ex, error);
+        queueTimer?.clear();
+        if (queueTimer?.expired && !ex.gone) {
+          const waitedMs = Math.round(performance.now() - queueTimer.sinceMs);
+          queueTimeouts.note({ method: ex.req.method, path: pathOnly(ex.req.url), requestId: ex.requestId, waited_ms: waitedMs }, `a request waited ${waitedMs} ms in the queue (max_request_queue_time): 504`);
+          sendErrorPage(ex, new CapacityError('HF_QUEUE_TIMEOUT', `the request waited more than ${maxRequestQueueTimeMs} ms in the queue`), { quiet: true });
+        } else if (!ex.gone) sendErrorPage(ex, error);
         release(ex);
       },
     );
@@ -216,6 +244,10 @@ export function createProxy(options: ProxyOptions): Proxy {
     ex.attempts++;
     const current = new Attempt(session, ex, attemptContext);
     ex.attempt = current;
+    if (maxRequestTimeMs > 0) {
+      ex.requestTimer = setTimeout(() => current.timeOut(), maxRequestTimeMs);
+      ex.requestTimer.unref();
+    }
     current.start();
   };
 
@@ -224,7 +256,23 @@ export function createProxy(options: ProxyOptions): Proxy {
     const session = current.session;
     const suspect = unanswered.settled(current, outcome.kind === 'failed-before-response' && outcome.unreachable);
     if (ex.attempt === current) ex.attempt = null;
+    if (ex.requestTimer !== null) {
+      clearTimeout(ex.requestTimer);
+      ex.requestTimer = null;
+    }
     switch (outcome.kind) {
+      case 'timed-out': {
+        // The process is stuck on this request: the pool stops it (StopReason max_request_time) and replaces it.
+        session.close({ stuck: true });
+        logger.warn(
+          { event: 'max_request_time_exceeded', app_pid: session.pid, method: ex.req.method, path: pathOnly(ex.req.url), requestId: ex.requestId, max_request_time_ms: maxRequestTimeMs },
+          `app process ${session.pid} spent more than ${maxRequestTimeMs} ms on ${ex.req.method} ${pathOnly(ex.req.url)} (request ${ex.requestId}): 504, the process is replaced`,
+        );
+        if (!ex.gone && !outcome.responseStarted) {
+          sendErrorPage(ex, new HoldfastError('HF_REQUEST_TIMEOUT', `app process ${session.pid} did not answer within max_request_time (${maxRequestTimeMs} ms)`), { quiet: true });
+        }
+        break;
+      }
       case 'done':
         session.close();
         // The app answered before reading the whole body (a 413, say): read the rest and drop it,
@@ -304,6 +352,26 @@ export function createProxy(options: ProxyOptions): Proxy {
   };
 
   const readiness = options.readiness;
+  const buffers = options.requestBuffering ? new RequestBuffers(options.requestBuffering) : undefined;
+  const maxRequestQueueTimeMs = options.maxRequestQueueTimeMs ?? 0;
+  const maxRequestTimeMs = options.maxRequestTimeMs ?? 0;
+  const queueTimeouts = new BurstLog(logger, 'request_queue_timeout', QUEUE_TIMEOUT_BURST_MS);
+  /** max_request_queue_time of one wait in the queue: aborts it and says so. */
+  const queueTimeout = (ex: Exchange): { expired: boolean; sinceMs: number; clear(): void } | undefined => {
+    if (maxRequestQueueTimeMs <= 0) return undefined;
+    const aborter = ex.aborter!;
+    const state = {
+      expired: false,
+      sinceMs: performance.now(),
+      clear: () => clearTimeout(timer),
+    };
+    const timer = setTimeout(() => {
+      state.expired = true;
+      aborter.abort();
+    }, maxRequestQueueTimeMs);
+    timer.unref();
+    return state;
+  };
   const answerReadiness = (req: IncomingMessage, res: ServerResponse): void => {
     const ready = !closingStarted && readiness!.ready();
     const body = ready ? 'ready\n' : 'not ready\n';
@@ -320,6 +388,12 @@ export function createProxy(options: ProxyOptions): Proxy {
     if (readiness !== undefined && req.url === readiness.path && (req.method === 'GET' || req.method === 'HEAD')) {
       req.resume();
       answerReadiness(req, res);
+      return;
+    }
+    if (options.staticFiles?.handle(req, res)) {
+      begin();
+      const startedMs = performance.now();
+      res.once('close', () => end(res.writableFinished ? res.statusCode : VISITOR_GONE_STATUS, startedMs, null));
       return;
     }
     begin();
@@ -348,6 +422,8 @@ export function createProxy(options: ProxyOptions): Proxy {
       attempts: 0,
       pid: null,
       holds: 2,
+      body: null,
+      requestTimer: null,
     };
     req[EXCHANGE] = ex;
     res[EXCHANGE] = ex;
@@ -364,7 +440,49 @@ export function createProxy(options: ProxyOptions): Proxy {
     res.on('error', onResponseError);
     res.once('close', onResponseClose);
     if (socket.destroyed) markGone(ex);
-    attempt(ex, undefined);
+    if (buffers !== undefined && hasBody) bufferThenAttempt(ex, buffers);
+    else attempt(ex, undefined);
+  };
+
+  // Request buffering: the whole body first, then a session.
+  const bufferThenAttempt = (ex: Exchange, from: RequestBuffers): void => {
+    const { req, res } = ex;
+    if (from.tooLarge(req)) {
+      tooLarge(ex);
+      release(ex);
+      return;
+    }
+    if (ex.expectContinue) {
+      res.writeContinue();
+      ex.expectContinue = false;
+    }
+    from.read(req).then((outcome) => {
+      switch (outcome.kind) {
+        case 'buffered':
+          ex.body = outcome.body;
+          if (ex.gone) break;
+          ex.upstreamHeaders = withContentLength(ex.upstreamHeaders, outcome.body.bytes);
+          attempt(ex, undefined);
+          return;
+        case 'too-large':
+          if (!ex.gone) tooLarge(ex);
+          break;
+        case 'gone':
+          logger.debug({ requestId: ex.requestId }, 'visitor went away while sending the request body');
+          break;
+        case 'failed':
+          if (!ex.gone) sendErrorPage(ex, new HoldfastError('HF_INTERNAL', `could not buffer the request body: ${outcome.error.message}`, { cause: outcome.error }));
+          break;
+      }
+      release(ex);
+    }, (error: unknown) => serveFailed(ex, error));
+  };
+
+  const tooLarge = (ex: Exchange): void => {
+    const body = 'Request body too large.\n';
+    logger.info({ event: 'request_body_too_large', requestId: ex.requestId, max_request_body_bytes: options.requestBuffering?.maxBodyBytes }, 'request body over max_request_body_size: 413');
+    ex.res.writeHead(413, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close', [requestIdHeader]: ex.requestId });
+    ex.res.end(body);
   };
 
   const server = http.createServer({
@@ -455,6 +573,8 @@ export function createProxy(options: ProxyOptions): Proxy {
       for (const socket of upgraded) socket.destroy();
       await pools.destroy();
       await waitIdle(SETTLE_AFTER_DESTROY_MS);
+      await buffers?.close();
+      queueTimeouts.flush();
       if (inFlight > 0) logger.warn({ inFlight }, 'proxy closed with exchanges still settling');
       await serverClosed;
     })();

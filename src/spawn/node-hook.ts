@@ -13,6 +13,9 @@
 //    connection at rest between two requests - holdfast keeps its own descriptor of each
 //    connection, so one given back loses nothing and goes to another process - while a request
 //    that starts during the drain is answered with Connection: close.
+// 5. On handed-off connections, files under static_files_dir are answered before the app's code
+//    runs, by holdfast's own proxy/static-files.js, loaded by the path holdfast gives (it needs only
+//    Node builtins and mime-types): the one piece of holdfast that runs inside the app.
 //
 // The channel is Node's IPC channel on fd 3 (JSON messages; the connection rides along with one).
 //   hook -> holdfast: {type:'ready', handoff}  {type:'load', elu, peak, served, stats?}
@@ -51,6 +54,28 @@ export interface HandoffSettings {
   keepAliveTimeoutMs: number;
   /** Upper bounds (seconds) of the request duration histogram. */
   buckets: number[];
+  /**
+   * static_files on this path: `module` is holdfast's proxy/static-files.js, loaded by its path (the
+   * proxy's own logic, Node builtins and mime-types only); null = off.
+   */
+  staticFiles: { module: string; root: string; fingerprintedCacheControl: string } | null;
+}
+
+/** The part of proxy/static-files.ts the hook uses (it is loaded by path, so only its shape is known here). */
+interface StaticFilesHandler {
+  handle(req: http.IncomingMessage, res: http.ServerResponse): boolean;
+}
+
+function loadStaticFiles(s: HandoffSettings['staticFiles']): StaticFilesHandler | undefined {
+  if (!s) return undefined;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const loaded = require(s.module) as { StaticFiles: new (settings: { root: string; fingerprintedCacheControl: string }) => StaticFilesHandler };
+    return new loaded.StaticFiles({ root: s.root, fingerprintedCacheControl: s.fingerprintedCacheControl });
+  } catch (error) {
+    process.stderr.write(`holdfast: static files are off in this process: ${(error as Error).message}\n`);
+    return undefined;
+  }
 }
 
 const ID = Symbol('holdfast.connectionId');
@@ -110,6 +135,7 @@ function install(): void {
   let served = 0;
   let limitReported = false;
   const buckets = settings?.buckets ?? [];
+  const statics = loadStaticFiles(settings?.staticFiles ?? null);
   const statusCounts = [0, 0, 0, 0, 0];
   const bucketCounts = new Array<number>(buckets.length + 1).fill(0);
   let durationSum = 0;
@@ -203,17 +229,26 @@ function install(): void {
 
   function onResponseClose(this: TimedResponse): void {
     active--;
-    const status = this.statusCode;
+    countResponse(this);
+  }
+
+  /** A static file's answer: counted in the metrics, never seen by the app nor counted as a request it served. */
+  function onStaticResponseClose(this: TimedResponse): void {
+    countResponse(this);
+  }
+
+  function countResponse(res: TimedResponse): void {
+    const status = res.statusCode;
     const statusClass = status >= 100 && status < 600 ? Math.floor(status / 100) - 1 : 4;
     statusCounts[statusClass]!++;
-    const seconds = (perf_hooks.performance.now() - (this[STARTED] ?? 0)) / 1000;
+    const seconds = (perf_hooks.performance.now() - (res[STARTED] ?? 0)) / 1000;
     let i = 0;
     while (i < buckets.length && seconds > buckets[i]!) i++;
     bucketCounts[i]!++;
     durationSum += seconds;
     counted++;
     if (draining || holding || shedTo !== Infinity) {
-      const socket = this.req?.socket as HandedSocket | undefined;
+      const socket = res.req?.socket as HandedSocket | undefined;
       if (socket && sockets.has(socket)) atResponseEnd(socket);
     }
   }
@@ -227,6 +262,20 @@ function install(): void {
       if (draining) res.shouldKeepAlive = false;
       res.end(draining ? 'stopping\n' : 'ready\n');
       return true;
+    }
+    if (statics !== undefined) {
+      res[STARTED] = perf_hooks.performance.now();
+      if (draining) res.shouldKeepAlive = false;
+      let answered = false;
+      try {
+        answered = statics.handle(req, res);
+      } catch {
+        // a bug of ours must not take the app down: the app answers as it would without static files
+      }
+      if (answered) {
+        res.on('close', onStaticResponseClose);
+        return true;
+      }
     }
     active++;
     if (active > peak) peak = active;

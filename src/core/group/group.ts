@@ -104,7 +104,11 @@ export class Group implements SessionSource, ConnectionSource {
       handoff: () => this.handoff,
       maintenance: () => this.maintenance,
     });
-    this.sessions = new Sessions(this.ctx, { restarting: () => this.restarts.running, closed: (p) => this.maintenance.checkRequestLimit(p) });
+    this.sessions = new Sessions(this.ctx, {
+      restarting: () => this.restarts.running,
+      closed: (p) => this.maintenance.checkRequestLimit(p),
+      stuck: (p) => void this.stopProcess(p, 'max_request_time'),
+    });
     this.spawning = new Spawning(deps.spawner, this.processes, this.clock, {
       closing: () => this.closing,
       outdated: (generation, cause) => this.planner.outdated(generation, cause),

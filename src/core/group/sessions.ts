@@ -14,6 +14,8 @@ export interface SessionHooks {
   restarting(): boolean;
   /** A session of the process ended (max_requests is decided per request). */
   closed(p: AppProcess): void;
+  /** The session's request ran past max_request_time: the process is stopped and replaced. */
+  stuck(p: AppProcess): void;
 }
 
 export class Sessions {
@@ -110,6 +112,8 @@ export class Sessions {
       close: (outcome) => {
         if (!open) return;
         open = false;
+        // Draining first: the slot this session frees must not go to a new request.
+        if (outcome?.stuck === true) this.hooks.stuck(p);
         p.closeSession(clock.now(), request, outcome?.unreachable === true);
         this.ctx.processes.released(p);
         this.hooks.closed(p);

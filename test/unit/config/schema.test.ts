@@ -19,7 +19,7 @@ test('the schema that ships in the package is valid draft 2020-12 and forbids un
 });
 
 test('every key has a type, a description, and a default unless it has none by nature', () => {
-  const noDefault = ['app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path', 'health_check_path'];
+  const noDefault = ['app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path', 'health_check_path', 'data_buffer_dir'];
   for (const key of settingKeys()) {
     const p = propertySchema(key);
     assert.ok(p.type, `${key} has no type`);
@@ -49,6 +49,13 @@ test('the defaults are the ones the spec promises', () => {
     health_check_timeout: 10,
     resist_deployment_errors: false,
     connection_handoff: true,
+    static_files: true,
+    static_files_dir: 'public',
+    static_files_cache_control: 'public, max-age=31536000, immutable',
+    request_buffering: true,
+    max_request_body_size: 1024,
+    max_request_queue_time: 0,
+    max_request_time: 0,
     envvars: {},
     log_level: 'info',
   });
@@ -71,6 +78,8 @@ test('every flag changes the resolved config', () => {
     rollingRestarts: true, resistDeploymentErrors: true, connectionHandoff: false, startupFile: 'server.js', envvar: ['A=1'], logFile: 'x.log',
     logLevel: 'debug', name: 'other', metricsAddress: '127.0.0.1:9464', statusAddress: '127.0.0.1:9465', readinessPath: '/_ready',
     rollingRestartSurge: '0', healthCheckPath: '/health', healthCheckTimeout: '3',
+    staticFiles: false, staticFilesDir: 'static', staticFilesCacheControl: 'no-cache', requestBuffering: false, dataBufferDir: '/var/tmp',
+    maxRequestBodySize: '1', maxRequestQueueTime: '2', maxRequestTime: '3',
   };
   for (const option of configOptions().filter((o) => o.key !== 'app_start_command')) {
     const property = flagProperty(option.flag);
