@@ -18,6 +18,7 @@ import { HoldfastError } from './errors';
 import type { LogHandle, Logger } from './log/logger';
 import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, createProxy, type Proxy } from './proxy/server';
 import { ChildSpawner, resolveNodeEntry } from './spawn/child-spawner';
+import { resolveWsgiStartupFile } from './spawn/wsgi-app';
 import { startWatchdog } from './spawn/watchdog';
 import { VERSION } from './version';
 
@@ -56,7 +57,8 @@ const STOP_GRACE_MS = 30_000;
 export async function startSupervisor(config: HoldfastConfig, options: SupervisorOptions): Promise<RunningSupervisor> {
   const logger = options.log.logger;
   // Fail fast on an app that cannot be found, before anything is started.
-  if (config.appStartCommand === undefined) resolveNodeEntry(await resolveAppDir(config.appDir), config.startupFile);
+  if (config.appType === 'wsgi') resolveWsgiStartupFile(await resolveAppDir(config.appDir), config.startupFile);
+  else if (config.appStartCommand === undefined) resolveNodeEntry(await resolveAppDir(config.appDir), config.startupFile);
 
   const cleanups: Array<() => Promise<void>> = [];
   const undo = async () => {
@@ -79,13 +81,14 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
 
     const appLogger = logger.child({ app: config.name });
     // The hand-off path needs the hook (a Node app) and per-connection balancing (no concurrency limit).
-    const handoff = config.connectionHandoff && config.appStartCommand === undefined && config.concurrency === 0;
+    const handoff = config.connectionHandoff && config.appType === 'node' && config.concurrency === 0;
     // pool and group come below; the metrics only read them once serving.
     const metrics = createMetrics({ snapshot: () => pool.snapshot(), flush: () => group.flushHandedOff(), version: VERSION, instance: instance.name });
     const spawner = new ChildSpawner({
       appDir: config.appDir,
       ...(config.appStartCommand !== undefined ? { appStartCommand: config.appStartCommand } : {}),
       ...(config.startupFile !== undefined ? { startupFile: config.startupFile } : {}),
+      ...(config.appType === 'wsgi' ? { appType: 'wsgi' as const, python: config.python } : {}),
       environment: config.environment,
       envvars: config.envvars,
       startTimeoutMs: config.startTimeoutMs,

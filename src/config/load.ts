@@ -4,6 +4,7 @@
 import { accessSync, constants, lstatSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConfigError, HoldfastError } from '../errors';
+import { decideAppType, type AppType } from './app-type';
 import { parseHostPort } from './host-port';
 import { JsonTextError, parseJsonText } from './json-text';
 import { configOptions, flagProperty, optionFor } from './options';
@@ -92,6 +93,17 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     if (problem) problems.push(`${subject(merged.get('startup_file')!.source, 'startup_file')} ${problem}`);
   }
 
+  // The app's type (WSGI apps: issue 17); Python processes serve one request at a time by default.
+  const app = decideAppType({
+    appDir,
+    appType: value<AppType | undefined>('app_type'),
+    startupFile,
+    appStartCommand: value<string | undefined>('app_start_command'),
+    describe,
+  });
+  if (app.problem !== undefined && !badKeys.has('app_type') && !badKeys.has('startup_file')) problems.push(app.problem);
+  const concurrency = app.appType === 'wsgi' && merged.get('concurrency')!.source.kind === 'default' ? 1 : value<number>('concurrency');
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   if (value<boolean>('resist_deployment_errors') && !value<boolean>('rolling_restarts')) {
@@ -114,7 +126,7 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     environment: value('environment'),
     minInstances: value('min_instances'),
     maxPoolSize: value('max_pool_size'),
-    concurrency: value('concurrency'),
+    concurrency,
     poolIdleTimeMs: seconds('pool_idle_time'),
     maxRequests: value('max_requests'),
     memoryLimitBytes: value<number>('memory_limit') * 1024 * 1024,
@@ -127,6 +139,8 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     connectionHandoff: value('connection_handoff'),
     appStartCommand: value('app_start_command'),
     startupFile,
+    appType: app.appType,
+    python: value('python'),
     envvars: { ...value<Record<string, string>>('envvars') },
     // A path in the file is relative to the file, a path on the command line to the current dir.
     logFile: logFile
