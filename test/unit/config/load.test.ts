@@ -31,6 +31,8 @@ test('with no config file and no flags, every key takes its default', () => {
     connectionHandoff: true,
     appStartCommand: undefined,
     startupFile: undefined,
+    appType: 'node',
+    python: 'python3',
     envvars: {},
     logFile: undefined,
     logLevel: 'info',

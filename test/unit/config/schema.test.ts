@@ -19,7 +19,7 @@ test('the schema that ships in the package is valid draft 2020-12 and forbids un
 });
 
 test('every key has a type, a description, and a default unless it has none by nature', () => {
-  const noDefault = ['app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path'];
+  const noDefault = ['app_start_command', 'startup_file', 'app_type', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path'];
   for (const key of settingKeys()) {
     const p = propertySchema(key);
     assert.ok(p.type, `${key} has no type`);
@@ -47,6 +47,7 @@ test('the defaults are the ones the spec promises', () => {
     rolling_restarts: false,
     resist_deployment_errors: false,
     connection_handoff: true,
+    python: 'python3',
     envvars: {},
     log_level: 'info',
   });
@@ -61,13 +62,14 @@ test('every key is a flag in kebab-case, and --envvar is the one named after Pas
 });
 
 test('every flag changes the resolved config', () => {
-  const dir = makeAppDir({ 'server.js': '' });
+  // A dir Passenger would call a WSGI app, so that app_type "node" changes something too.
+  const dir = makeAppDir({ 'server.js': '', 'passenger_wsgi.py': '' });
   const base = load(dir);
   const values: Record<string, unknown> = {
     port: '1', address: '127.0.0.1', environment: 'development', minInstances: '0', maxPoolSize: '2', concurrency: '3',
     poolIdleTime: '4', maxRequests: '5', memoryLimit: '6', maxRequestQueueSize: '7', startTimeout: '8', drainTimeout: '9', probationTime: '10',
     rollingRestarts: true, resistDeploymentErrors: true, connectionHandoff: false, startupFile: 'server.js', envvar: ['A=1'], logFile: 'x.log',
-    logLevel: 'debug', name: 'other', metricsAddress: '127.0.0.1:9464', statusAddress: '127.0.0.1:9465', readinessPath: '/_ready',
+    appType: 'node', python: '/usr/bin/python3', logLevel: 'debug', name: 'other', metricsAddress: '127.0.0.1:9464', statusAddress: '127.0.0.1:9465', readinessPath: '/_ready',
   };
   for (const option of configOptions().filter((o) => o.key !== 'app_start_command')) {
     const property = flagProperty(option.flag);
