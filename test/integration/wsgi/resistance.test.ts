@@ -90,6 +90,29 @@ test('a WSGI spawn failure on demand (broken code on disk, no restart, traffic s
   }
 });
 
+test('while resisting, a traffic spike on a WSGI app spawns nothing, idle processes stay, and resume clears the flag', async () => {
+  const app = new WsgiAppDir('good', 'v1');
+  const hf = await Holdfast.start(app.dir, ['--min-instances', '2', '--max-pool-size', '4', '--pool-idle-time', '1', ...RESIST]);
+  try {
+    await waitFor('two processes', () => hf.appPids.size >= 2);
+    app.deploy('syntax-error', 'v2');
+    assert.notEqual((await hf.cli(['restart'])).code, 0);
+    const spawnsBefore = hf.lines.filter((l) => /spawning an app process|ready \(generation/.test(l.msg)).length;
+    // 16 connections on 2 processes that take one request each: without the flag this would spawn.
+    const load = await runLoad({ url: hf.url('/'), connections: 16, durationMs: 3000 });
+    assert.equal(load.failed, 0, load.errors.join('\n'));
+    await new Promise((r) => setTimeout(r, 2500)); // idle past pool_idle_time
+    const s = await hf.status();
+    assert.equal(s.groups[0]!.processes.length, 2, 'nothing spawned, nothing idle-cleaned');
+    assert.equal(hf.lines.filter((l) => /spawning an app process|ready \(generation/.test(l.msg)).length, spawnsBefore);
+    assert.equal((await hf.cli(['resume'])).code, 0);
+    assert.equal((await hf.status()).groups[0]!.resisting_deployment_error, null);
+  } finally {
+    await stopClean(hf);
+    app.remove();
+  }
+});
+
 test('without resistance and without rolling restarts, a broken WSGI deploy gives visitors the error page', async () => {
   const app = new WsgiAppDir('good', 'v1');
   const hf = await Holdfast.start(app.dir, ['--python', SYSTEM_PYTHON]);
