@@ -6,7 +6,7 @@
 // whole run to bench/results/<timestamp>.json. See docs/performance.md.
 //
 // Environment: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (32),
-// BENCH_APPS (hello,cpu), BENCH_BODIES (on; off skips the large-body phase), BENCH_BODY_SECONDS (4),
+// BENCH_APPS (hello,cpu,wsgi), BENCH_BODIES (on; off skips the large-body phase), BENCH_BODY_SECONDS (4),
 // BENCH_NGINX (auto; off, or a path), BENCH_NGINX_WORKERS (1), BENCH_LOADGEN (wrk; or autocannon),
 // BENCH_INSTANCES (2: app processes behind holdfast).
 //
@@ -23,8 +23,13 @@ import { chooseLoadGenerator, type LoadGenerator, type LoadResult } from './lib/
 import { httpGet, mb, readRss, REPO_ROOT, RESULTS_DIR, runMain, sampleRss, sleep, type Resources } from './lib/processes';
 import { fixed, median, table } from './lib/stats';
 import type { FrontSummary } from './lib/summary';
+import { benchWsgi, wsgiUnavailable, type WsgiReport } from './lib/wsgi';
 
 const APPS: Record<string, string> = { hello: 'hello app (tiny response)', cpu: 'app with ~1 ms CPU per request' };
+/** Not a Node app like the others: run by lib/wsgi.ts against gunicorn (issue 17). */
+const WSGI_APP = 'wsgi';
+/** Issue 17: WSGI hello through holdfast within 10% of gunicorn -w 2. */
+const WSGI_GOAL_RATIO = 0.9;
 
 /** The goals of issue 6. */
 const GOALS = {
@@ -52,7 +57,7 @@ function readSettings() {
     // App processes behind holdfast (2 as in the issue; 1 isolates holdfast's own latency from
     // two busy processes and wrk sharing 2 cores).
     instances: envNumber('BENCH_INSTANCES', 2),
-    apps: (process.env.BENCH_APPS ?? 'hello,cpu').split(',').map((a) => a.trim()).filter(Boolean),
+    apps: (process.env.BENCH_APPS ?? 'hello,cpu,wsgi').split(',').map((a) => a.trim()).filter(Boolean),
     bodies: !/^(off|0|false)$/.test(process.env.BENCH_BODIES ?? ''),
     bodySeconds: envNumber('BENCH_BODY_SECONDS', 4),
     bigBytes: 8 * 1024 * 1024,
@@ -331,7 +336,7 @@ function git(args: string[]): string {
 runMain(async (resources) => {
   settings = readSettings();
   const startedAt = new Date();
-  for (const app of settings.apps) if (!APPS[app]) throw new Error(`BENCH_APPS: no bundled app "${app}" (there are: ${Object.keys(APPS).join(', ')})`);
+  for (const app of settings.apps) if (!APPS[app] && app !== WSGI_APP) throw new Error(`BENCH_APPS: no bundled app "${app}" (there are: ${Object.keys(APPS).join(', ')})`);
   const scratch = resources.tempDir('hf-bench-');
   const loadgen = chooseLoadGenerator(resources, scratch, say);
   const found = findNginx(say);
@@ -355,11 +360,18 @@ runMain(async (resources) => {
   if (machine.cpus !== 2) say(`note: the goals of issue 6 were set on a 2-core machine; this one has ${machine.cpus}`);
 
   const reports: AppReport[] = [];
-  for (const app of settings.apps) reports.push(await benchApp(resources, loadgen, nginx, app));
+  for (const app of settings.apps) if (app !== WSGI_APP) reports.push(await benchApp(resources, loadgen, nginx, app));
+  const wsgiSkipped = settings.apps.includes(WSGI_APP) ? wsgiUnavailable() : 'not in BENCH_APPS';
+  const wsgi: WsgiReport | undefined = wsgiSkipped === undefined ? await benchWsgi(resources, loadgen, settings, say) : undefined;
 
-  const failed = reports.reduce((n, r) => n + r.runs.reduce((m, x) => m + x.result.failed, 0) + (r.bodies?.runs.reduce((m, x) => m + x.result.failed, 0) ?? 0), 0);
+  const failed =
+    reports.reduce((n, r) => n + r.runs.reduce((m, x) => m + x.result.failed, 0) + (r.bodies?.runs.reduce((m, x) => m + x.result.failed, 0) ?? 0), 0) + (wsgi?.failed ?? 0);
   printSummary(reports, loadgen);
   const goals = goalLines(reports, failed);
+  if (wsgi) {
+    goals.push(`${wsgi.ratioToGunicorn >= WSGI_GOAL_RATIO ? 'PASS' : 'FAIL'}  wsgi: holdfast ${fixed(wsgi.ratioToGunicorn, 2)} x gunicorn -w 2 (goal >= ${WSGI_GOAL_RATIO})`);
+    goals.push(`SKIP  wsgi: ahead of Passenger 6.0.17 (Passenger ${wsgi.passenger})`);
+  } else goals.push(`SKIP  wsgi: ${wsgiSkipped}`);
   const noise = noiseLine(reports);
   say(`\n${noise}`);
   say('');
@@ -383,6 +395,7 @@ runMain(async (resources) => {
     noise,
     failedRequests: failed,
     apps: reports,
+    wsgi: wsgi ?? { skipped: wsgiSkipped },
   };
   writeFileSync(file, JSON.stringify(document, null, 2) + '\n');
   say(`\nresults: ${relative(process.cwd(), file) || file}`);

@@ -20,6 +20,7 @@ import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_REQU
 import { StaticFiles, type StaticFilesSettings } from './proxy/static-files';
 import { ChildSpawner, resolveNodeEntry } from './spawn/child-spawner';
 import { startWatchdog } from './spawn/watchdog';
+import { resolveWsgiStartupFile } from './spawn/wsgi-app';
 import { groupOptions } from './supervisor/group-options';
 import { composeObservers, loggingObserver, upstreamCloser } from './supervisor/observers';
 import { ResourceStack } from './supervisor/resources';
@@ -56,7 +57,8 @@ const STOP_GRACE_MS = 30_000;
 export async function startSupervisor(config: HoldfastConfig, options: SupervisorOptions): Promise<RunningSupervisor> {
   const logger = options.log.logger;
   // Fail fast on an app that cannot be found, before anything is started.
-  if (config.appStartCommand === undefined) resolveNodeEntry(await resolveAppDir(config.appDir), config.startupFile);
+  if (config.appType === 'wsgi') resolveWsgiStartupFile(await resolveAppDir(config.appDir), config.startupFile);
+  else if (config.appStartCommand === undefined) resolveNodeEntry(await resolveAppDir(config.appDir), config.startupFile);
 
   const resources = new ResourceStack();
   let resolveClosed!: () => void;
@@ -103,8 +105,8 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
 
     // The hand-off path needs the hook (a Node app) and per-connection balancing (no concurrency
     // limit); max_request_time needs to see every request, so it keeps them on the proxy path.
-    const handoff = config.connectionHandoff && config.appStartCommand === undefined && config.concurrency === 0 && config.maxRequestTimeMs === 0;
-    if (config.connectionHandoff && config.appStartCommand === undefined && config.concurrency === 0 && config.maxRequestTimeMs > 0) {
+    const handoff = config.connectionHandoff && config.appType === 'node' && config.concurrency === 0 && config.maxRequestTimeMs === 0;
+    if (config.connectionHandoff && config.appType === 'node' && config.concurrency === 0 && config.maxRequestTimeMs > 0) {
       logger.info({ event: 'handoff_off', why: 'max_request_time' }, 'max_request_time is set: requests are proxied, connections are not handed off');
     }
     // Followed through the app dir as given (a deploy tool's `current` symlink) at each look-up.
@@ -131,6 +133,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
       appDir: config.appDir,
       ...(config.appStartCommand !== undefined ? { appStartCommand: config.appStartCommand } : {}),
       ...(config.startupFile !== undefined ? { startupFile: config.startupFile } : {}),
+      ...(config.appType === 'wsgi' ? { appType: 'wsgi' as const, python: config.python } : {}),
       environment: config.environment,
       envvars: config.envvars,
       startTimeoutMs: config.startTimeoutMs,

@@ -71,7 +71,7 @@ export interface HoldfastStatus {
 export async function startHoldfast(
   resources: Resources,
   app: string,
-  options: { nodeArgs?: string[]; instances?: number; handoff?: boolean } = {},
+  options: { nodeArgs?: string[]; instances?: number; handoff?: boolean; extraArgs?: string[] } = {},
 ): Promise<HoldfastFront> {
   const instances = options.instances ?? 2;
   const handoff = options.handoff ?? true;
@@ -94,6 +94,7 @@ export async function startHoldfast(
     '--log-level', 'info',
     '--name', name,
     ...(handoff ? [] : ['--no-connection-handoff']),
+    ...(options.extraArgs ?? []),
   ];
   const child = resources.spawn(process.execPath, args, { env, cwd: REPO_ROOT });
   let port = 0;

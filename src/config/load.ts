@@ -4,6 +4,7 @@
 import { accessSync, constants, lstatSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConfigError, HoldfastError } from '../errors';
+import { decideAppType, type AppType } from './app-type';
 import { parseHostPort } from './host-port';
 import { JsonTextError, parseJsonText } from './json-text';
 import { configOptions, flagProperty, optionFor } from './options';
@@ -97,6 +98,16 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     const problem = checkWritableDir(pathSetting(bufferDir, input.cwd)!);
     if (problem) problems.push(`${subject(bufferDir.source, 'data_buffer_dir')} ${problem}`);
   }
+  // The app's type (WSGI apps: issue 17); Python processes serve one request at a time by default.
+  const app = decideAppType({
+    appDir,
+    appType: value<AppType | undefined>('app_type'),
+    startupFile,
+    appStartCommand: value<string | undefined>('app_start_command'),
+    describe,
+  });
+  if (app.problem !== undefined && !badKeys.has('app_type') && !badKeys.has('startup_file')) problems.push(app.problem);
+  const concurrency = app.appType === 'wsgi' && merged.get('concurrency')!.source.kind === 'default' ? 1 : value<number>('concurrency');
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -120,7 +131,7 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     environment: value('environment'),
     minInstances: value('min_instances'),
     maxPoolSize: value('max_pool_size'),
-    concurrency: value('concurrency'),
+    concurrency,
     poolIdleTimeMs: seconds('pool_idle_time'),
     maxRequests: value('max_requests'),
     memoryLimitBytes: value<number>('memory_limit') * 1024 * 1024,
@@ -141,6 +152,8 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     maxRequestQueueTimeMs: seconds('max_request_queue_time'),
     maxRequestTimeMs: seconds('max_request_time'),
     startupFile,
+    appType: app.appType,
+    python: value('python'),
     envvars: { ...value<Record<string, string>>('envvars') },
     // A path in the file is relative to the file, a path on the command line to the current dir.
     logFile: logFile

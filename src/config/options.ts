@@ -32,6 +32,8 @@ const ARG_NAMES: Record<string, string> = {
   probation_time: 'SECONDS',
   app_start_command: 'COMMAND',
   startup_file: 'FILE',
+  app_type: 'TYPE',
+  python: 'PATH',
   envvars: 'NAME=VALUE',
   log_file: 'FILE',
   log_level: 'LEVEL',

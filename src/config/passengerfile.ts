@@ -26,7 +26,7 @@ const unsupported = (hint: string, ...harmless: unknown[]): Rule => ({ kind: 'un
 
 const NO_NGINX = 'holdfast has its own HTTP proxy, no Nginx';
 const TLS = 'terminate TLS in a load balancer or reverse proxy in front of holdfast';
-const OTHER_LANGUAGES = 'holdfast runs Node apps, and apps in any language through app_start_command';
+const OTHER_LANGUAGES = 'holdfast runs Node and WSGI apps, and apps in any language through app_start_command';
 const ULIMIT = 'raise the limit (ulimit -n, or LimitNOFILE= under systemd) before starting holdfast';
 const ROUTING = 'holdfast routes each request to the least busy process';
 
@@ -47,10 +47,8 @@ export const PASSENGER_RULES: Readonly<Record<string, Rule>> = {
   core_file_descriptor_ulimit: unsupported(ULIMIT),
   // application loading
   ruby: unsupported(OTHER_LANGUAGES),
-  python: unsupported(OTHER_LANGUAGES),
   nodejs: unsupported('to run the app with another node binary, use app_start_command'),
   meteor_app_settings: unsupported('start a Meteor app with app_start_command'),
-  app_type: unsupported(OTHER_LANGUAGES, 'node', 'nodejs'),
   app_support_kuria_protocol: unsupported('holdfast does not speak the Kuria protocol; the app must listen on $PORT', false),
   spawn_method: unsupported('holdfast starts every process directly (spawn_method "direct")', 'direct'),
   direct_instance_request_address: unsupported('holdfast reaches its app processes over loopback on its own'),
@@ -154,6 +152,10 @@ export function translatePassengerfile(raw: Record<string, unknown>, file: strin
       } else {
         set('concurrency', n === -1 ? 0 : n);
       }
+      continue;
+    }
+    if (key === 'app_type' && value === 'nodejs') {
+      set(key, 'node'); // Passenger's other name for it
       continue;
     }
     if (key === '$schema') {

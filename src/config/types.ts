@@ -1,5 +1,6 @@
 // The resolved configuration: flags > config file > defaults, already validated.
 
+import type { AppType } from './app-type';
 import type { HostPort } from './host-port';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -49,6 +50,10 @@ export interface HoldfastConfig {
   maxRequestTimeMs: number;
   /** As given: relative paths are relative to the app dir (resolve it against the release dir at each spawn). */
   startupFile: string | undefined;
+  /** Decided by config/app-type.ts: app_type, or detected from the app dir. */
+  appType: AppType;
+  /** The interpreter of a WSGI app (python). */
+  python: string;
   envvars: Record<string, string>;
   /** Absolute; undefined = standard output. */
   logFile: string | undefined;

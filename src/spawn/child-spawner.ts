@@ -1,5 +1,6 @@
 // The Spawner core uses, with real OS processes. A Node app runs as
-// `node --require node-hook.js <entry>` and listens on a Unix socket the hook gives it; a generic
+// `node --require node-hook.js <entry>` and listens on a Unix socket the hook gives it; a WSGI app
+// runs as `python wsgi_loader.py passenger_wsgi.py` (wsgi-app.ts) on such a socket; a generic
 // app runs as `/bin/sh -c <app_start_command>` and listens on $PORT of 127.0.0.1.
 
 import { checkHealth, type HealthCheck } from './health-check';
@@ -16,14 +17,19 @@ import type { HandoffSettings } from './node-hook';
 import { abortError, launch, type LaunchPlan } from './spawned-process';
 import { pickFreePort } from './tcp';
 import type { Watchdog } from './watchdog';
+import { describeWsgiCommand, resolveWsgiStartupFile, wsgiLaunch } from './wsgi-app';
 
 export interface ChildSpawnerOptions {
   /** Absolute; may be a symlink (`current -> releases/X`) a deploy tool switches between spawns. */
   appDir: string;
   /** Set for a generic (non-Node) app, which must listen on $PORT. */
   appStartCommand?: string;
-  /** A Node app's entry, relative to the app dir. */
+  /** A Node app's entry (or a WSGI app's startup file), relative to the app dir. */
   startupFile?: string;
+  /** 'wsgi': a Python app started through holdfast's WSGI loader (wsgi-app.ts); default 'node'. */
+  appType?: 'node' | 'wsgi';
+  /** The interpreter of a WSGI app. */
+  python?: string;
   /** NODE_ENV (and RAILS_ENV, RACK_ENV) unless envvars sets them. */
   environment: string;
   envvars: Record<string, string>;
@@ -136,6 +142,14 @@ export class ChildSpawner implements Spawner {
   describeCommand(): string {
     const { appStartCommand, appDir, startupFile } = this.options;
     if (appStartCommand !== undefined) return appStartCommand;
+    if (this.options.appType === 'wsgi') {
+      const python = this.options.python ?? 'python3';
+      try {
+        return describeWsgiCommand(python, resolveWsgiStartupFile(appDir, startupFile));
+      } catch {
+        return describeWsgiCommand(python, join(appDir, startupFile ?? 'passenger_wsgi.py'));
+      }
+    }
     try {
       return `node ${resolveNodeEntry(appDir, startupFile)}`;
     } catch {
@@ -205,6 +219,7 @@ export class ChildSpawner implements Spawner {
         viaShell: true,
       };
     }
+    if (this.options.appType === 'wsgi') return this.wsgiPlan(release, common, port);
     let entry: string;
     try {
       entry = resolveNodeEntry(release, this.options.startupFile);
@@ -227,6 +242,24 @@ export class ChildSpawner implements Spawner {
       readiness: 'hook',
       viaShell: false,
     };
+  }
+
+  private wsgiPlan(release: string, common: Pick<LaunchPlan, 'cwd' | 'release' | 'commit' | 'generation'>, port: number): LaunchPlan {
+    const socketPath = join(this.options.socketDir, `${randomBytes(4).toString('hex')}.sock`);
+    let launch;
+    try {
+      launch = wsgiLaunch({
+        appDir: release,
+        startupFile: this.options.startupFile,
+        python: this.options.python ?? 'python3',
+        env: this.environmentFor(port, {}),
+        socketPath,
+      });
+    } catch (cause) {
+      throw this.planError((cause as Error).message, release, common.generation, cause);
+    }
+    const { command, args, env, description } = launch;
+    return { ...common, command, args, env, description, target: { kind: 'unix', socketPath }, readiness: 'socket', viaShell: false };
   }
 
   private environmentFor(port: number, extra: Record<string, string>): NodeJS.ProcessEnv {

@@ -10,7 +10,7 @@ import { HookChannel, type RequestStatsListener } from './hook-channel';
 import { LineSplitter, OutputTail } from './output-tail';
 import { GroupTerminator, signalGroup } from './terminate';
 import { GroupUsageSampler } from './usage';
-import { waitUntilAccepting } from './tcp';
+import { waitUntilAccepting, waitUntilSocketAccepting } from './tcp';
 import type { Watchdog } from './watchdog';
 
 /** Everything needed to start one process, decided by the spawner. */
@@ -22,8 +22,11 @@ export interface LaunchPlan {
   /** Shown in errors: `node /srv/app/releases/3/app.js`, or the app start command. */
   description: string;
   target: UpstreamTarget;
-  /** 'hook': the Node hook says when the app listens (IPC on fd 3). 'tcp': poll the target's port. */
-  readiness: 'hook' | 'tcp';
+  /**
+   * 'hook': the Node hook says when the app listens (IPC on fd 3). 'tcp': poll the target's port.
+   * 'socket': poll the target's Unix socket (a loader that listens there once the app is loaded).
+   */
+  readiness: 'hook' | 'tcp' | 'socket';
   /** Run by /bin/sh -c, whose exit codes 126/127 mean "could not run the command". */
   viaShell: boolean;
   release: string;
@@ -217,6 +220,10 @@ class SpawnedProcess implements ProcessHandle {
         void waitUntilAccepting(host, port, () => decided || this.exitInfo !== undefined).then((ok) => {
           if (ok) this.markReady();
         });
+      } else if (this.plan.readiness === 'socket') {
+        void waitUntilSocketAccepting(this.plan.target.socketPath, () => decided || this.exitInfo !== undefined).then((ok) => {
+          if (ok) this.markReady();
+        });
       }
     });
     clearTimeout(timer);
@@ -242,6 +249,8 @@ class SpawnedProcess implements ProcessHandle {
       message =
         this.plan.readiness === 'hook'
           ? `app process did not listen within ${formatDuration(startTimeoutMs)} (holdfast waits for its first server.listen())`
+          : this.plan.readiness === 'socket'
+          ? `app process did not accept connections on its socket within ${formatDuration(startTimeoutMs)} (the loader listens once the app is loaded)`
           : `app process did not accept connections on port ${(this.plan.target as { port: number }).port} within ${formatDuration(startTimeoutMs)}`;
     } else if (this.plan.viaShell && (info.code === 127 || info.code === 126)) {
       // POSIX shells reserve these: 127 command not found, 126 found but not executable.

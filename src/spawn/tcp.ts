@@ -1,6 +1,7 @@
-// Loopback ports for generic apps: picking a free one for $PORT, and knowing when the app listens.
+// Loopback ports for generic apps: picking a free one for $PORT, and knowing when the app listens
+// (there, or on the Unix socket of a loader).
 
-import { connect, createServer } from 'node:net';
+import { connect, createServer, type NetConnectOpts } from 'node:net';
 
 /** A port the OS says is free on 127.0.0.1 right now (bind :0, read, close). */
 export function pickFreePort(): Promise<number> {
@@ -18,8 +19,12 @@ export function pickFreePort(): Promise<number> {
 
 /** One connection attempt: true when something accepted it. */
 export function canConnect(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return canConnectTo({ host, port }, timeoutMs);
+}
+
+function canConnectTo(options: NetConnectOpts, timeoutMs: number): Promise<boolean> {
   return new Promise((resolveAttempt) => {
-    const socket = connect({ host, port });
+    const socket = connect(options);
     socket.unref();
     const done = (ok: boolean): void => {
       socket.destroy();
@@ -43,6 +48,16 @@ export async function waitUntilAccepting(
 ): Promise<boolean> {
   while (!shouldStop()) {
     if (await canConnect(host, port)) return !shouldStop();
+    if (shouldStop()) return false;
+    await new Promise<void>((r) => setTimeout(r, intervalMs).unref());
+  }
+  return false;
+}
+
+/** As waitUntilAccepting, for a Unix socket (a loader creates it once the app is loaded). */
+export async function waitUntilSocketAccepting(path: string, shouldStop: () => boolean, intervalMs = 25): Promise<boolean> {
+  while (!shouldStop()) {
+    if (await canConnectTo({ path }, 1000)) return !shouldStop();
     if (shouldStop()) return false;
     await new Promise<void>((r) => setTimeout(r, intervalMs).unref());
   }

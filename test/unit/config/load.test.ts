@@ -39,6 +39,8 @@ test('with no config file and no flags, every key takes its default', () => {
     maxRequestTimeMs: 0,
     appStartCommand: undefined,
     startupFile: undefined,
+    appType: 'node',
+    python: 'python3',
     envvars: {},
     logFile: undefined,
     logLevel: 'info',

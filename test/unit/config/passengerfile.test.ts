@@ -66,12 +66,14 @@ test('force_max_concurrent_requests_per_process becomes concurrency, its default
   ]);
 });
 
-test('app_type "node" is accepted silently and any other app type is rejected', () => {
-  const node = translatePassengerfile({ app_type: 'node' }, FILE);
-  assert.deepEqual([node.problems, node.warnings], [[], []]);
-  assert.deepEqual(translatePassengerfile({ app_type: 'rack' }, FILE).problems, [
-    `${FILE}: holdfast does not support the Passenger option "app_type" set to "rack" (holdfast runs Node apps, and apps in any language through app_start_command)`,
-  ]);
+test('app_type and python are holdfast keys; Passenger\'s "nodejs" means "node" and an app type holdfast lacks is named', () => {
+  assert.deepEqual(translatePassengerfile({ app_type: 'nodejs' }, FILE), { settings: { app_type: 'node' }, problems: [], warnings: [] });
+  assert.deepEqual(translatePassengerfile({ app_type: 'wsgi', python: '/srv/venv/bin/python' }, FILE).settings, {
+    app_type: 'wsgi',
+    python: '/srv/venv/bin/python',
+  });
+  const dir = makeAppDir({ 'Passengerfile.json': { app_type: 'meteor' } });
+  assert.deepEqual(problems(dir), [`${join(dir, 'Passengerfile.json')}: app_type must be one of "node", "wsgi", "generic" (got "meteor")`]);
 });
 
 test('an option with no effect in holdfast is accepted with a warning that says so', () => {

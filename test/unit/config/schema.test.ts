@@ -19,7 +19,7 @@ test('the schema that ships in the package is valid draft 2020-12 and forbids un
 });
 
 test('every key has a type, a description, and a default unless it has none by nature', () => {
-  const noDefault = ['app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path', 'health_check_path', 'data_buffer_dir'];
+  const noDefault = ['app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path', 'health_check_path', 'data_buffer_dir', 'app_type'];
   for (const key of settingKeys()) {
     const p = propertySchema(key);
     assert.ok(p.type, `${key} has no type`);
@@ -56,6 +56,7 @@ test('the defaults are the ones the spec promises', () => {
     max_request_body_size: 1024,
     max_request_queue_time: 0,
     max_request_time: 0,
+    python: 'python3',
     envvars: {},
     log_level: 'info',
   });
@@ -70,7 +71,8 @@ test('every key is a flag in kebab-case, and --envvar is the one named after Pas
 });
 
 test('every flag changes the resolved config', () => {
-  const dir = makeAppDir({ 'server.js': '' });
+  // A dir Passenger would call a WSGI app, so that app_type "node" changes something too.
+  const dir = makeAppDir({ 'server.js': '', 'passenger_wsgi.py': '' });
   const base = load(dir);
   const values: Record<string, unknown> = {
     port: '1', address: '127.0.0.1', environment: 'development', minInstances: '0', maxPoolSize: '2', concurrency: '3',
@@ -80,6 +82,7 @@ test('every flag changes the resolved config', () => {
     rollingRestartSurge: '0', healthCheckPath: '/health', healthCheckTimeout: '3',
     staticFiles: false, staticFilesDir: 'static', staticFilesCacheControl: 'no-cache', requestBuffering: false, dataBufferDir: '/var/tmp',
     maxRequestBodySize: '1', maxRequestQueueTime: '2', maxRequestTime: '3',
+    appType: 'node', python: '/usr/bin/python3',
   };
   for (const option of configOptions().filter((o) => o.key !== 'app_start_command')) {
     const property = flagProperty(option.flag);
