@@ -27,6 +27,8 @@ export interface SupervisorOptions {
   handleSignals?: boolean;
   /** Where instance dirs live; default $HOLDFAST_INSTANCE_REGISTRY_DIR or the system temp dir. */
   registryDir?: string;
+  /** Called once the public port listens, before the first processes are up (the CLI says where it serves). */
+  onListening?(bound: { address: string; port: number }): void;
 }
 
 export interface RunningSupervisor {
@@ -91,7 +93,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
       startTimeoutMs: config.startTimeoutMs,
       socketDir,
       watchdog,
-      onOutput: (line, meta) => appLogger.info({ app_pid: meta.pid, stream: meta.stream }, line),
+      onOutput: (line, meta) => appLogger.info({ app_pid: meta.pid, stream: meta.stream, event: 'app_output' }, line),
       ...(handoff
         ? {
             handoff: {
@@ -173,14 +175,14 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     cleanups.push(() => web.close());
     if (web.statusUrl || web.metricsUrl) await instance.update({ status_url: web.statusUrl, metrics_url: web.metricsUrl });
     const stopWatching = watchRestartTxt(config.appDir, () => {
-      logger.info({ app: config.name }, 'tmp/restart.txt changed: restarting');
+      logger.info({ app: config.name, event: 'restart_txt_touched' }, 'tmp/restart.txt changed: restarting');
       void control.restart({}).done;
     });
 
     const close = (): Promise<void> => {
       if (closing) return closing;
       closing = (async () => {
-        logger.info('stopping: no new requests; in-flight ones may finish');
+        logger.info({ event: 'stopping' }, 'stopping: no new requests; in-flight ones may finish');
         stopWatching();
         for (const [sig, fn] of signalHandlers) process.off(sig, fn);
         // Visitors' requests finish while their processes drain; both are bounded.
@@ -189,7 +191,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
         await watchdog.close();
         await rm(socketDir, { recursive: true, force: true });
         await instance.remove();
-        logger.info('stopped');
+        logger.info({ event: 'stopped' }, 'stopped');
         options.log.flush();
         resolveClosed();
       })();
@@ -200,16 +202,17 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
       const stop = () => void close();
       const reopen = () => {
         options.log.reopen();
-        logger.info('log file reopened');
+        logger.info({ event: 'log_reopened' }, 'log file reopened');
       };
       signalHandlers.push(['SIGINT', stop], ['SIGTERM', stop], ['SIGUSR1', reopen]);
       for (const [sig, fn] of signalHandlers) process.on(sig, fn);
     }
 
     logger.info(
-      { address: bound.address, port: bound.port, app_root: config.appDir, instance: instance.name, environment: config.environment, version: VERSION },
+      { address: bound.address, port: bound.port, app_root: config.appDir, environment: config.environment, version: VERSION, event: 'serving' },
       `holdfast ${VERSION} serving ${config.appDir} on http://${bound.address}:${bound.port}`,
     );
+    options.onListening?.(bound);
     await group.start();
     return { address: bound, control, closed, close };
   } catch (err) {
@@ -243,38 +246,38 @@ function groupLogger(log: Logger, proxy: () => Proxy | undefined): GroupObserver
     if (p.handle) proxy()?.forgetTarget(p.handle.target);
   };
   return {
-    spawnStarted: (i) => log.debug({ generation: i.generation, cause: i.cause, release: i.release }, 'spawning an app process'),
+    spawnStarted: (i) => log.debug({ generation: i.generation, cause: i.cause, release: i.release, event: 'spawn_started' }, 'spawning an app process'),
     spawned: (p, i) =>
       log.info(
-        { app_pid: p.pid, generation: p.generation, cause: i.cause, spawn_ms: i.durationMs, release: p.handle?.release, commit: p.handle?.commit },
+        { app_pid: p.pid, generation: p.generation, cause: i.cause, spawn_ms: i.durationMs, release: p.handle?.release, commit: p.handle?.commit, event: 'process_ready' },
         `app process ${p.pid} ready (generation ${p.generation}, ${i.cause})`,
       ),
     spawnFailed: (e, i) =>
       log.error(
-        { error_id: e.details.errorId, code: e.code, cause: i.cause, resisting: i.resisting, spawn_error: spawnErrorSnapshot(e) },
+        { error_id: e.details.errorId, code: e.code, cause: i.cause, resisting: i.resisting, spawn_error: spawnErrorSnapshot(e), event: 'spawn_error' },
         `spawn error ${e.details.errorId}: ${e.message}${e.details.outputTail.length ? '\n' + e.details.outputTail.slice(-20).join('\n') : ''}`,
       ),
     processDraining: (p, reason) => {
       forget(p);
-      log.info({ app_pid: p.pid, generation: p.generation, reason, sessions: p.load(), connections: p.connections }, `draining app process ${p.pid} (${reason})`);
+      log.info({ app_pid: p.pid, generation: p.generation, reason, sessions: p.load(), connections: p.connections, event: 'process_draining' }, `draining app process ${p.pid} (${reason})`);
     },
     processStopped: (p, reason, exit) => {
       forget(p);
-      log.info({ app_pid: p.pid, generation: p.generation, reason, exit_code: exit.code, signal: exit.signal, processed: p.requestsSeen() }, `app process ${p.pid} stopped (${reason})`);
+      log.info({ app_pid: p.pid, generation: p.generation, reason, exit_code: exit.code, signal: exit.signal, processed: p.requestsSeen(), event: 'process_stopped' }, `app process ${p.pid} stopped (${reason})`);
     },
     processDied: (p, exit) => {
       forget(p);
-      log.warn({ app_pid: p.pid, generation: p.generation, exit_code: exit.code, signal: exit.signal }, `app process ${p.pid} died unexpectedly (${exit.signal ?? `exit code ${exit.code}`})`);
+      log.warn({ app_pid: p.pid, generation: p.generation, exit_code: exit.code, signal: exit.signal, event: 'process_died' }, `app process ${p.pid} died unexpectedly (${exit.signal ?? `exit code ${exit.code}`})`);
     },
     resistingSet: (e) =>
-      log.error({ error_id: e.details.errorId, resisting_deployment_error: true }, `resisting deployment error ${e.details.errorId}: the processes that run keep serving; nothing spawns until \`holdfast restart\` or \`holdfast resume\``),
-    resistingCleared: (why) => log.warn({ resisting_deployment_error: false, why }, `no longer resisting deployment error (${why})`),
-    restartStarted: (i) => log.info({ kind: i.kind, generation: i.generation }, `${i.kind} restart to generation ${i.generation} started`),
-    restartProgress: (p) => log.info({ kind: p.kind, generation: p.generation, replaced: p.replaced, total: p.total }, `restart: ${p.replaced} of ${p.total} replaced`),
+      log.error({ error_id: e.details.errorId, resisting_deployment_error: true, event: 'resisting_started' }, `resisting deployment error ${e.details.errorId}: the processes that run keep serving; nothing spawns until \`holdfast restart\` or \`holdfast resume\``),
+    resistingCleared: (why) => log.warn({ resisting_deployment_error: false, why, event: 'resisting_cleared' }, `no longer resisting deployment error (${why})`),
+    restartStarted: (i) => log.info({ kind: i.kind, generation: i.generation, event: 'restart_started' }, `${i.kind} restart to generation ${i.generation} started`),
+    restartProgress: (p) => log.info({ kind: p.kind, generation: p.generation, replaced: p.replaced, total: p.total, event: 'restart_progress' }, `restart: ${p.replaced} of ${p.total} replaced`),
     restartFinished: (o) => {
       const line = `${o.kind} restart to generation ${o.generation} ${o.outcome} (${o.replaced} of ${o.total} replaced)`;
-      if (o.outcome === 'succeeded') log.info({ outcome: o.outcome, generation: o.generation }, line);
-      else log.error({ outcome: o.outcome, generation: o.generation, error_id: o.error?.error_id }, line);
+      if (o.outcome === 'succeeded') log.info({ outcome: o.outcome, generation: o.generation, event: 'restart_finished' }, line);
+      else log.error({ outcome: o.outcome, generation: o.generation, error_id: o.error?.error_id, code: o.outcome === 'superseded' ? 'HF_RESTART_SUPERSEDED' : 'HF_RESTART_FAILED', event: 'restart_finished' }, line);
     },
   };
 }
