@@ -10,6 +10,8 @@ export interface ProcessSnapshot {
   pid: number;
   generation: number;
   state: ProcessState;
+  /** Enabled but younger than probation_time: takes requests, yet a death now counts as a spawn error. */
+  in_probation: boolean;
   /** Requests in progress: proxied sessions plus the recent peak on handed-off connections. */
   sessions: number;
   processed: number;

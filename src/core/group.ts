@@ -888,7 +888,7 @@ export class Group implements SessionSource, ConnectionSource {
       last_spawn_error: this.lastSpawnError ? spawnErrorSnapshot(this.lastSpawnError) : null,
       requests_in_queue: this.waiters.length,
       spawning: this.spawningCount(),
-      processes: this.processes.filter((p) => p.state !== 'spawning').map((p) => processSnapshot(p, now)),
+      processes: this.processes.filter((p) => p.state !== 'spawning').map((p) => processSnapshot(p, now, p.state === 'enabled' && this.inProbation(p))),
     };
   }
 
@@ -934,11 +934,12 @@ export function spawnErrorSnapshot(e: SpawnError): SpawnErrorSnapshot {
   };
 }
 
-function processSnapshot(p: AppProcess, now: number): ProcessSnapshot {
+function processSnapshot(p: AppProcess, now: number, inProbation: boolean): ProcessSnapshot {
   return {
     pid: p.pid,
     generation: p.generation,
     state: p.state,
+    in_probation: inProbation,
     sessions: p.load(),
     processed: p.requestsServed(),
     connections: p.connections,

@@ -12,6 +12,7 @@ export function processSnapshot(overrides: Partial<ProcessSnapshot> = {}): Proce
     pid: 4101,
     generation: 3,
     state: 'enabled',
+    in_probation: false,
     sessions: 1,
     processed: 1520,
     connections: 0,
