@@ -8,7 +8,7 @@ import { parseHostPort } from './host-port';
 import { JsonTextError, parseJsonText } from './json-text';
 import { configOptions, flagProperty, optionFor } from './options';
 import { passengerHint, passengerOptionNames, translatePassengerfile } from './passengerfile';
-import { isEcosystemFile, pm2Hint, readEcosystem, type EcosystemTranslation } from './pm2';
+import { isEcosystemFile, looksLikeEcosystemFile, pm2Hint, readEcosystem, type EcosystemTranslation } from './pm2';
 import { defaultOf, describeAllowed, isSettingKey, propertySchema, schemaErrors, settingKeys } from './schema';
 import { closest } from './suggest';
 import type { HoldfastConfig, LogLevel } from './types';
@@ -48,7 +48,7 @@ interface ConfigFile {
  */
 export function loadConfig(input: LoadConfigInput): HoldfastConfig {
   // `holdfast start ecosystem.config.js`, as with pm2: the file is the config, its app's cwd the app dir.
-  if (input.appDir !== undefined && input.flags['config'] === undefined && isEcosystemFile(input.appDir) && isFile(resolve(input.cwd, input.appDir))) {
+  if (input.appDir !== undefined && input.flags['config'] === undefined && looksLikeEcosystemFile(input.appDir) && isFile(resolve(input.cwd, input.appDir))) {
     input = { ...input, appDir: undefined, flags: { ...input.flags, config: input.appDir } };
   }
   const problems: string[] = [];

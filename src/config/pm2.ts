@@ -18,10 +18,18 @@ export interface EcosystemTranslation {
   notices: string[];
 }
 
-/** Is this path a PM2 ecosystem file rather than a holdfast.json or Passengerfile.json? */
+/** Is this config file (--config) a PM2 ecosystem file rather than a holdfast.json or Passengerfile.json? */
 export function isEcosystemFile(path: string): boolean {
   const ext = extname(path);
   return ext === '.js' || ext === '.cjs' || (ext === '.json' && /^(ecosystem|pm2)\b/i.test(basename(path)));
+}
+
+/**
+ * Does this APP_DIR argument name an ecosystem file? Only by PM2's names (ecosystem.config.js,
+ * *.config.cjs, pm2.json...): any other .js file is an app's, and holdfast never runs it to find out.
+ */
+export function looksLikeEcosystemFile(path: string): boolean {
+  return isEcosystemFile(path) && /^(ecosystem|pm2|process)\b|\.config\.c?js$/i.test(basename(path));
 }
 
 /** What holdfast.json says instead of a PM2 key (the hint for an unknown key). */
