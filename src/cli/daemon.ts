@@ -37,7 +37,13 @@ export async function daemonize(opts: { argv: readonly string[]; logFile: string
       child.kill('SIGTERM');
       reject(new HoldfastError('HF_SPAWN_TIMEOUT', `the app did not serve within ${Math.round(opts.deadlineMs / 1000)} s; holdfast was stopped (see ${opts.logFile})`));
     }, opts.deadlineMs);
+    // Ctrl-C while waiting: the person gave up on this start; the background holdfast goes too.
+    const giveUp = (): void => void child.kill('SIGTERM');
+    process.once('SIGINT', giveUp);
+    process.once('SIGTERM', giveUp);
     const done = (): void => {
+      process.off('SIGINT', giveUp);
+      process.off('SIGTERM', giveUp);
       clearTimeout(timer);
       child.removeAllListeners();
       if (child.connected) child.disconnect();
