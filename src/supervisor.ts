@@ -32,6 +32,8 @@ export interface SupervisorOptions {
   handleSignals?: boolean;
   /** Where instance dirs live; default $HOLDFAST_INSTANCE_REGISTRY_DIR or the system temp dir. */
   registryDir?: string;
+  /** Called once the app serves (the CLI says where, also when the log goes to a file). */
+  onListening?(bound: { address: string; port: number }): void;
 }
 
 export interface RunningSupervisor {
@@ -184,9 +186,10 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     const failure = group.startFailure();
     if (failure) throw failure;
     logger.info(
-      { event: 'serving', address: bound.address, port: bound.port, app_root: config.appDir, instance: instance.name, environment: config.environment, version: VERSION },
+      { event: 'serving', address: bound.address, port: bound.port, app_root: config.appDir, environment: config.environment, version: VERSION },
       `holdfast ${VERSION} serving ${config.appDir} on http://${bound.address}:${bound.port}`,
     );
+    options.onListening?.(bound);
     return { address: bound, control, closed, close };
   } catch (err) {
     await resources.unwind(false);

@@ -75,7 +75,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
 
   const server = createServer((req, res) => {
     void handle(req, res).catch((err: unknown) => {
-      logger.error({ err }, 'admin request failed after its response started');
+      logger.error({ err, event: 'admin_request_failed' }, 'admin request failed after its response started');
       res.destroy();
     });
   });
@@ -93,7 +93,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       // Authenticate before routing: without a token nothing, not even which paths exist, is told.
       const granted = grant(req.headers.authorization, tokens);
       if (granted === null) {
-        logger.warn({ method: req.method, url: req.url }, 'admin request without a valid token refused');
+        logger.warn({ method: req.method, url: req.url, code: 'HF_ADMIN_UNAUTHORIZED', event: 'admin_unauthorized' }, 'admin request without a valid token refused');
         throw new AdminError('HF_ADMIN_UNAUTHORIZED', 401, 'a valid token is required: Authorization: Bearer <token>');
       }
       const path = (req.url ?? '/').split('?')[0]!;
@@ -107,7 +107,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         throw new AdminError('HF_ADMIN_NOT_FOUND', 404, `no admin endpoint ${req.method} ${path}`);
       }
       if (route.access === 'admin' && granted !== 'admin') {
-        logger.warn({ method: req.method, path }, 'admin request with the read-only token refused');
+        logger.warn({ method: req.method, path, code: 'HF_ADMIN_FORBIDDEN', event: 'admin_forbidden' }, 'admin request with the read-only token refused');
         throw new AdminError('HF_ADMIN_FORBIDDEN', 403, `${req.method} ${path} needs the admin token; the read-only token may only read`);
       }
       await route.handle(ctx);
@@ -142,8 +142,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     throw new HoldfastError('HF_INTERNAL', `cannot listen on the admin socket ${instance.socketPath}: ${messageOf(err)}`, { cause: err });
   });
   await chmod(instance.socketPath, 0o600);
-  server.on('error', (err) => logger.error({ err }, 'admin server error'));
-  logger.debug({ socket: instance.socketPath }, 'admin API listening');
+  server.on('error', (err) => logger.error({ err, event: 'admin_server_error' }, 'admin server error'));
+  logger.debug({ socket: instance.socketPath, event: 'admin_listening' }, 'admin API listening');
 
   let closing: Promise<void> | null = null;
   return {
@@ -175,7 +175,7 @@ function builtinRoutes(): AdminRoute[] {
       handle: async (ctx) => {
         expectEmptyObject(await ctx.readJson(), '/resume');
         const result = ctx.control.resume();
-        ctx.logger.info({ was_resisting: result.was_resisting }, 'resume requested over the admin API');
+        ctx.logger.info({ was_resisting: result.was_resisting, event: 'resume_requested' }, 'resume requested over the admin API');
         ctx.sendJson(200, { was_resisting: result.was_resisting });
       },
     },
@@ -205,15 +205,15 @@ export function statusDocument(ctx: Pick<RouteContext, 'control' | 'instance' | 
 
 async function restart(ctx: RouteContext): Promise<void> {
   const body = parseRestartRequest(await ctx.readJson());
-  ctx.logger.info({ rolling: body.rolling ?? 'default', wait: body.wait ?? false }, 'restart requested over the admin API');
+  ctx.logger.info({ rolling: body.rolling ?? 'default', wait: body.wait ?? false, event: 'restart_requested' }, 'restart requested over the admin API');
   const ticket = ctx.control.restart(body.rolling === undefined ? {} : { rolling: body.rolling });
 
   if (!body.wait) {
     let last: RestartProgress | null = null;
     ticket.onProgress((p) => (last = p));
     ticket.done.then(
-      (outcome) => ctx.logger.info({ outcome: outcome.outcome, generation: outcome.generation }, 'restart finished'),
-      (err: unknown) => ctx.logger.error({ err }, 'restart failed'),
+      (outcome) => ctx.logger.info({ outcome: outcome.outcome, generation: outcome.generation, event: 'admin_restart_finished' }, 'restart finished'),
+      (err: unknown) => ctx.logger.error({ err, event: 'admin_restart_failed' }, 'restart failed'),
     );
     await nextTurn(); // the start event, if the ticket reports it asynchronously
     const started = last as RestartProgress | null;
@@ -244,13 +244,13 @@ async function restart(ctx: RouteContext): Promise<void> {
   if (result === 'gone') {
     // Nobody listens any more; log the end for whoever looks later.
     void settled.then((r) => {
-      if ('err' in r) ctx.logger.error({ err: r.err }, 'restart failed');
-      else ctx.logger.info({ outcome: r.outcome.outcome, generation: r.outcome.generation }, 'restart finished');
+      if ('err' in r) ctx.logger.error({ err: r.err, event: 'admin_restart_failed' }, 'restart failed');
+      else ctx.logger.info({ outcome: r.outcome.outcome, generation: r.outcome.generation, event: 'admin_restart_finished' }, 'restart finished');
     });
     return;
   }
   if ('err' in result) {
-    ctx.logger.error({ err: result.err }, 'restart failed');
+    ctx.logger.error({ err: result.err, event: 'admin_restart_failed' }, 'restart failed');
     write({ type: 'error', ...envelope(result.err) });
   } else {
     write({ type: 'outcome', ...result.outcome });
@@ -266,12 +266,12 @@ function stopRoute(): AdminRoute {
     access: 'admin',
     handle: async (ctx) => {
       expectEmptyObject(await ctx.readJson(), '/stop');
-      ctx.logger.info('stop requested over the admin API');
+      ctx.logger.info({ event: 'stop_requested' }, 'stop requested over the admin API');
       const accepted: StopAccepted = { stopping: true, pid: ctx.instance.info.pid };
       ctx.sendJson(202, accepted);
       // Stop once the answer is out, so the client hears it before the socket goes away.
       ctx.res.once('close', () => {
-        stopping ??= ctx.control.stop().catch((err: unknown) => ctx.logger.error({ err }, 'stop failed'));
+        stopping ??= ctx.control.stop().catch((err: unknown) => ctx.logger.error({ err, event: 'stop_failed' }, 'stop failed'));
       });
     },
   };
@@ -330,7 +330,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 
 function sendError(res: ServerResponse, err: unknown, logger: Logger): void {
   const status = statusOf(err);
-  if (status >= 500) logger.error({ err }, 'admin request failed');
+  if (status >= 500) logger.error({ err, event: 'admin_request_failed' }, 'admin request failed');
   sendJson(res, status, envelope(err));
 }
 

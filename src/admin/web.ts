@@ -64,14 +64,14 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
       servers.push(server);
       const port = await listen(server, opts.statusAddress, 'status_address');
       statusUrl = `http://${formatHostPort({ host: opts.statusAddress.host, port })}/`;
-      logger.info({ status_url: statusUrl }, `status page on ${statusUrl} (read-only token; \`holdfast status --page\` prints the address with it)`);
+      logger.info({ status_url: statusUrl, event: 'status_page_listening' }, `status page on ${statusUrl} (read-only token; \`holdfast status --page\` prints the address with it)`);
     }
     if (opts.metricsAddress) {
       const server = createServer((req, res) => void serveMetrics(req, res).catch((err: unknown) => fail(res, err)));
       servers.push(server);
       const port = await listen(server, opts.metricsAddress, 'metrics_address');
       metricsUrl = `http://${formatHostPort({ host: opts.metricsAddress.host, port })}/metrics`;
-      logger.info({ metrics_url: metricsUrl }, `Prometheus metrics on ${metricsUrl} (no token: keep this address private)`);
+      logger.info({ metrics_url: metricsUrl, event: 'metrics_listening' }, `Prometheus metrics on ${metricsUrl} (no token: keep this address private)`);
     }
     return { statusUrl, metricsUrl, close };
   } catch (err) {
@@ -80,7 +80,7 @@ export async function startWebListeners(opts: WebListenersOptions): Promise<WebL
   }
 
   function fail(res: ServerResponse, err: unknown): void {
-    logger.error({ err }, 'status page request failed');
+    logger.error({ err, event: 'status_page_request_failed' }, 'status page request failed');
     if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
     else res.destroy();
   }

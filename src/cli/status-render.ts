@@ -10,7 +10,14 @@ import type { RestartOutcome, RestartProgress } from '../core/operations';
 export const STATUS_OUTPUT_LINES = 15;
 export const RESTART_OUTPUT_LINES = 30;
 
-export function renderStatus(doc: StatusDocument): string {
+export interface StatusTextOptions {
+  /** Output lines shown per spawn error (default STATUS_OUTPUT_LINES); --watch shrinks it to keep the processes on screen. */
+  outputLines?: number;
+  /** The resisted spawn error in one line instead of its detail block (--watch on a small terminal). */
+  compact?: boolean;
+}
+
+export function renderStatus(doc: StatusDocument, options: StatusTextOptions = {}): string {
   const now = Date.parse(doc.date);
   const lines: string[] = [];
   const inst = doc.instance;
@@ -26,12 +33,12 @@ export function renderStatus(doc: StatusDocument): string {
   lines.push('');
   lines.push('----------- Application groups -----------');
   if (doc.groups.length === 0) lines.push('(none)');
-  for (const group of doc.groups) lines.push(...renderGroup(group, now), '');
+  for (const group of doc.groups) lines.push(...renderGroup(group, now, options), '');
   while (lines[lines.length - 1] === '') lines.pop();
   return lines.join('\n') + '\n';
 }
 
-function renderGroup(group: GroupSnapshot, now: number): string[] {
+function renderGroup(group: GroupSnapshot, now: number, options: StatusTextOptions): string[] {
   const lines: string[] = [];
   lines.push(`${group.name} (${group.environment}):`);
   lines.push(`  App root: ${group.app_root}`);
@@ -43,14 +50,20 @@ function renderGroup(group: GroupSnapshot, now: number): string[] {
   if (group.last_restart) lines.push(`  ${lastRestartLine(group.last_restart, now)}`);
   if (group.resisting_deployment_error) {
     const r = group.resisting_deployment_error;
-    lines.push(
-      `  Resisting deployment error ${r.error.error_id} since ${formatTime(r.since)} (for ${formatDuration(r.for_seconds)})`,
-      `    ${r.note[0]!.toUpperCase()}${r.note.slice(1)}.`,
-      ...spawnErrorLines(r.error, '    ', STATUS_OUTPUT_LINES),
-    );
+    lines.push(`  Resisting deployment error ${r.error.error_id} since ${formatTime(r.since)} (for ${formatDuration(r.for_seconds)})`);
+    if (options.compact) lines.push(`    ${cause(r.error)}: ${oneLine(r.error.message)} (holdfast status shows the output)`);
+    else {
+      lines.push(
+        `    ${r.note[0]!.toUpperCase()}${r.note.slice(1)}.`,
+        ...spawnErrorLines(r.error, '    ', options.outputLines ?? STATUS_OUTPUT_LINES),
+      );
+    }
   } else if (group.last_spawn_error) {
     const e = group.last_spawn_error;
-    lines.push(`  Last spawn error: ${e.error_id} at ${formatTime(e.at)} (${ago(e.at, now)}): ${cause(e)}: ${oneLine(e.message)}`);
+    // A newer generation started since: the error is history, not the state of the app.
+    const newer = group.processes.filter((p) => p.generation > e.generation && Date.parse(p.started_at) > Date.parse(e.at)).map((p) => p.generation);
+    const label = newer.length > 0 ? `Past spawn error (before generation ${Math.min(...newer)} started)` : 'Last spawn error';
+    lines.push(`  ${label}: ${e.error_id} at ${formatTime(e.at)} (${ago(e.at, now)}): ${cause(e)}: ${oneLine(e.message)}`);
   }
   lines.push(`  Requests in queue: ${group.requests_in_queue}`);
   if (group.spawning > 0) lines.push(`  Spawning: ${group.spawning}`);
@@ -59,25 +72,33 @@ function renderGroup(group: GroupSnapshot, now: number): string[] {
   return lines;
 }
 
+// The two lines of a process share their columns, as passenger-status does: CPU under PID,
+// Memory under Gen, Last used under Sessions, Connections under Uptime.
+const PID_WIDTH = 8;
+const COLUMNS = { first: 5 + PID_WIDTH, second: 'Gen: '.length + 4 + 1 + 'State: '.length + 9, third: 'Sessions: '.length + 6 + 1 + 'Processed: '.length + 8 };
+
 function processLines(p: ProcessSnapshot, group: GroupSnapshot, now: number): string[] {
+  const state = p.state === 'enabled' && p.in_probation ? 'probation' : p.state;
   const lines = [
     '  * ' +
       [
-        col('PID', p.pid, 8),
+        col('PID', p.pid, PID_WIDTH),
         col('Gen', p.generation, 4),
-        col('State', p.state, 9),
+        col('State', state, 9),
         col('Sessions', p.sessions, 6),
         col('Processed', p.processed, 8),
         `Uptime: ${formatDuration(p.uptime_seconds)}`,
       ].join(' '),
-    '    ' +
+    (
+      '    ' +
       [
-        col('CPU', `${Math.round(p.cpu_percent)}%`, 8),
-        col('Memory  ', formatMegabytes(p.rss_bytes), 8),
-        `Last used: ${p.last_used_at === null ? 'never' : ago(p.last_used_at, now)}`,
+        `CPU: ${Math.round(p.cpu_percent)}%`.padEnd(COLUMNS.first),
+        `Memory: ${p.rss_bytes !== null && p.rss_bytes > 0 ? formatMegabytes(p.rss_bytes) : '-'}`.padEnd(COLUMNS.second),
+        `Last used: ${p.last_used_at === null ? 'never' : ago(p.last_used_at, now)}`.padEnd(COLUMNS.third),
         // Visitor connections handed off to it (the fast path); none on the proxy path.
-        ...(p.connections > 0 ? [`Connections: ${p.connections}`] : []),
-      ].join(' '),
+        p.connections > 0 ? `Connections: ${p.connections}` : '',
+      ].join(' ')
+    ).trimEnd(),
   ];
   // Worth a line only when it tells something the group does not: a release switched by a deploy tool.
   if (p.release !== group.app_root || p.commit !== null) {
@@ -108,10 +129,17 @@ export function spawnErrorLines(e: SpawnErrorSnapshot, indent: string, maxOutput
   if (output.length === 0) {
     lines.push(`${indent}Output  : (none captured)`);
   } else {
-    const shown = output.slice(-maxOutputLines);
-    const of = shown.length < output.length ? `last ${shown.length} of ${output.length} lines` : `${output.length} line${output.length === 1 ? '' : 's'}`;
-    lines.push(`${indent}Output (${of}):`);
-    for (const line of shown) lines.push(line === '' ? `${indent}  |` : `${indent}  | ${line}`);
+    lines.push(`${indent}Output (${output.length} line${output.length === 1 ? '' : 's'}${maxOutputLines <= 0 ? ', not shown here: holdfast status shows them' : ''}):`);
+    const pipe = (line: string) => (line === '' ? `${indent}  |` : `${indent}  | ${line}`);
+    const head = Math.max(1, Math.ceil((maxOutputLines - 1) / 3));
+    const tail = Math.max(1, maxOutputLines - 1 - head);
+    if (maxOutputLines > 0 && output.length > head + tail + 1) {
+      // The first lines name the error (a Ruby or Python syntax error), the last ones how it ended.
+      const left = output.length - head - tail;
+      lines.push(...output.slice(0, head).map(pipe), `${indent}  | … ${left} line${left === 1 ? '' : 's'} …`, ...output.slice(-tail).map(pipe));
+    } else if (maxOutputLines > 0) {
+      lines.push(...output.map(pipe));
+    }
   }
   return lines;
 }

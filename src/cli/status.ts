@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectAdmin, readToken, type AdminClient } from '../admin/client';
 import { findInstance } from '../admin/instance';
+import type { StatusDocument } from '../admin/api';
 import { HoldfastError } from '../errors';
 import { addNameOption, oneLineErrors, processIo, type CommandIo } from './admin-io';
 import { errorLines } from './exit';
@@ -71,7 +72,7 @@ export async function watchStatus(opts: StatusOptions, io: CommandIo, signal?: A
         client ??= await connectAdmin({ name: opts.name, registryDir: io.registryDir, access: 'read', timeoutMs: 10_000 });
         const doc = await client.status();
         date = doc.date;
-        text = opts.json ? JSON.stringify(doc) + '\n' : renderStatus(doc);
+        text = opts.json ? JSON.stringify(doc) + '\n' : tty ? renderToFit(doc, io.stdout.rows) : renderStatus(doc);
       } catch (err) {
         client = undefined; // find the instance afresh: it may have been restarted with new tokens
         text = errorLines(err, {}).join('\n') + '\n';
@@ -87,6 +88,22 @@ export async function watchStatus(opts: StatusOptions, io: CommandIo, signal?: A
   } finally {
     if (tty) io.stdout.write(SHOW_CURSOR);
   }
+}
+
+/** Lines of a --watch frame above the status: the title and a blank line. */
+const TITLE_LINES = 2;
+
+/**
+ * The status with as much of a spawn error's output as leaves the process list on the screen:
+ * while resisting, a long error would otherwise push the processes below the bottom.
+ */
+export function renderToFit(doc: StatusDocument, rows: number | undefined): string {
+  let text = renderStatus(doc);
+  for (const options of [{ outputLines: 8 }, { outputLines: 4 }, { outputLines: 2 }, { outputLines: 0 }, { compact: true }]) {
+    if (!rows || text.split('\n').length - 1 <= rows - 1 - TITLE_LINES) break;
+    text = renderStatus(doc, options);
+  }
+  return text;
 }
 
 /** Cut to the terminal, so that drawing from the top never scrolls; each line erases what it covers. */

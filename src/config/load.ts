@@ -9,6 +9,7 @@ import { parseHostPort } from './host-port';
 import { JsonTextError, parseJsonText } from './json-text';
 import { configOptions, flagProperty, optionFor } from './options';
 import { passengerHint, passengerOptionNames, translatePassengerfile } from './passengerfile';
+import { isEcosystemFile, looksLikeEcosystemFile, pm2Hint, readEcosystem, type EcosystemTranslation } from './pm2';
 import { defaultOf, describeAllowed, isSettingKey, propertySchema, schemaErrors, settingKeys } from './schema';
 import { closest } from './suggest';
 import type { HoldfastConfig, LogLevel } from './types';
@@ -34,9 +35,11 @@ type Source = { kind: 'default' } | { kind: 'file'; path: string } | { kind: 'fl
 
 interface ConfigFile {
   path: string;
-  dialect: 'holdfast' | 'passenger';
+  dialect: 'holdfast' | 'passenger' | 'pm2';
   /** Named by --config (so a missing file is the flag's fault). */
   fromFlag: boolean;
+  /** A PM2 ecosystem file, read before the app dir is known: its `cwd` may name it. */
+  ecosystem?: EcosystemTranslation;
 }
 
 /**
@@ -45,15 +48,19 @@ interface ConfigFile {
  * listing every problem of the file and the flags.
  */
 export function loadConfig(input: LoadConfigInput): HoldfastConfig {
-  const appDir = resolve(input.cwd, input.appDir ?? '.');
-  checkAppDir(appDir);
-
+  // `holdfast start ecosystem.config.js`, as with pm2: the file is the config, its app's cwd the app dir.
+  if (input.appDir !== undefined && input.flags['config'] === undefined && looksLikeEcosystemFile(input.appDir) && isFile(resolve(input.cwd, input.appDir))) {
+    input = { ...input, appDir: undefined, flags: { ...input.flags, config: input.appDir } };
+  }
   const problems: string[] = [];
   const warnings: string[] = [];
   // Keys that had a problem in any layer: no cross-field rule is checked on them.
   const badKeys = new Set<string>();
 
-  const file = findConfigFile(appDir, input, problems, warnings);
+  const named = input.flags['config'] !== undefined ? configFromFlag(input, problems) : undefined;
+  const appDir = input.appDir === undefined && named?.ecosystem ? named.ecosystem.appDir : resolve(input.cwd, input.appDir ?? '.');
+  checkAppDir(appDir);
+  const file = input.flags['config'] !== undefined ? named : findConfigFile(appDir, warnings);
   let fileSettings: Record<string, unknown> = {};
   if (file) {
     const raw = readConfigFile(file, problems, warnings);
@@ -194,16 +201,23 @@ function checkAppDir(appDir: string): void {
   }
 }
 
-function findConfigFile(appDir: string, input: LoadConfigInput, problems: string[], warnings: string[]): ConfigFile | undefined {
+/** The file --config names; a PM2 ecosystem file is read at once, since it may name the app dir. */
+function configFromFlag(input: LoadConfigInput, problems: string[]): ConfigFile | undefined {
   const flag = input.flags['config'];
-  if (flag !== undefined) {
-    if (typeof flag !== 'string' || flag === '') {
-      problems.push(`--config must be the path of a config file (got ${show(flag)})`);
-      return undefined;
-    }
-    const path = resolve(input.cwd, flag);
-    return { path, dialect: basename(path) === PASSENGERFILE_NAME ? 'passenger' : 'holdfast', fromFlag: true };
+  if (typeof flag !== 'string' || flag === '') {
+    problems.push(`--config must be the path of a config file (got ${show(flag)})`);
+    return undefined;
   }
+  const path = resolve(input.cwd, flag);
+  if (isEcosystemFile(path)) {
+    const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+    const ecosystem = readEcosystem(path, { name: str(input.flags['name']), environment: str(input.flags['environment']) });
+    return { path, dialect: 'pm2', fromFlag: true, ecosystem };
+  }
+  return { path, dialect: basename(path) === PASSENGERFILE_NAME ? 'passenger' : 'holdfast', fromFlag: true };
+}
+
+function findConfigFile(appDir: string, warnings: string[]): ConfigFile | undefined {
   const own = join(appDir, CONFIG_FILE_NAME);
   const passengers = join(appDir, PASSENGERFILE_NAME);
   if (present(own)) {
@@ -214,6 +228,10 @@ function findConfigFile(appDir: string, input: LoadConfigInput, problems: string
   return undefined;
 }
 
+function isFile(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false })?.isFile() === true;
+}
+
 /** A dangling symlink counts as present: reading it then fails loudly instead of being skipped. */
 function present(path: string): boolean {
   return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
@@ -221,6 +239,11 @@ function present(path: string): boolean {
 
 /** The file's settings, before schema validation; undefined when it could not be read or parsed. */
 function readConfigFile(file: ConfigFile, problems: string[], warnings: string[]): Record<string, unknown> | undefined {
+  if (file.ecosystem) {
+    problems.push(...file.ecosystem.problems);
+    warnings.push(...file.ecosystem.notices);
+    return file.ecosystem.problems.length > 0 ? undefined : file.ecosystem.settings;
+  }
   let text: string;
   try {
     text = readFileSync(file.path, 'utf8');
@@ -330,7 +353,7 @@ function validateLayer(
 function unknownKey(key: string, source: Source): string {
   const where = source.kind === 'file' ? `${source.path}: ` : '';
   const inPassengerfile = source.kind === 'file' && basename(source.path) === PASSENGERFILE_NAME;
-  const hint = inPassengerfile ? undefined : passengerHint(key);
+  const hint = inPassengerfile ? undefined : (passengerHint(key) ?? pm2Hint(key));
   if (hint) return `${where}unknown key ${JSON.stringify(key)} (${hint})`;
   const guess = closest(key, inPassengerfile ? [...settingKeys(), ...passengerOptionNames()] : settingKeys());
   return `${where}unknown key ${JSON.stringify(key)}${guess ? ` (did you mean ${JSON.stringify(guess)}?)` : ''}`;

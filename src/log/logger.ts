@@ -3,6 +3,8 @@
 
 import pino from 'pino';
 import type { LogLevel } from '../config/types';
+import { serializeError, withErrorCode } from './fields';
+import { prettyDestination } from './pretty';
 
 export type Logger = pino.Logger;
 
@@ -14,7 +16,7 @@ export interface LogHandle {
   flush(): void;
 }
 
-export function createLogger(options: { file: string | undefined; level: LogLevel; name?: string }): LogHandle {
+export function createLogger(options: { file: string | undefined; level: LogLevel; name?: string; pretty?: boolean }): LogHandle {
   const destination = options.file
     ? pino.destination({ dest: options.file, append: true, mkdir: true, sync: true })
     : pino.destination({ dest: 1, sync: true });
@@ -24,8 +26,11 @@ export function createLogger(options: { file: string | undefined; level: LogLeve
       base: { pid: process.pid, ...(options.name ? { instance: options.name } : {}) },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      serializers: { err: serializeError },
+      hooks: { logMethod: withErrorCode },
     },
-    destination,
+    // Human-readable on a terminal (or when asked); JSON lines in a file or a pipe.
+    (options.pretty ?? (!options.file && process.stdout.isTTY === true)) && !options.file ? prettyDestination() : destination,
   );
   return {
     logger,

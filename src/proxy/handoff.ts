@@ -45,11 +45,11 @@ export function installHandoff(server: Server, source: ConnectionSource, options
 
   server.on('connection', (socket: Socket) => {
     // holdfast's own descriptor is never read while the app has the connection; errors on it are the app's to see.
-    socket.on('error', (error) => options.logger.debug({ err: error }, 'handed-off connection error'));
+    socket.on('error', (error) => options.logger.debug({ err: error, event: 'handoff_connection_error' }, 'handed-off connection error'));
     try {
       route(socket, 0);
     } catch (error) {
-      options.logger.error({ err: error }, 'could not route a connection');
+      options.logger.error({ err: error, event: 'handoff_route_failed' }, 'could not route a connection');
       socket.destroy();
     }
   });

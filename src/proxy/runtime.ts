@@ -38,12 +38,13 @@ export function failurePage(runtime: ProxyRuntime, error: unknown, request: Fail
   const page = errorPage(error, errorId, { environment: runtime.environment, accept: request.accept, requestId: request.requestId });
   const code = codeOf(error);
   const fields = {
-    errorId,
+    event: 'request_failed',
+    error_id: errorId,
     code,
     status: page.status,
     method: request.method,
     path: pathOf(request.url),
-    requestId: request.requestId,
+    request_id: request.requestId,
     err: error,
   };
   const message = isHoldfastError(error) ? error.message : 'unexpected error while proxying a request';

@@ -156,7 +156,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     try {
       options.onRequestDone?.({ statusCode, durationMs: performance.now() - startedMs, pid });
     } catch (error) {
-      logger.error({ err: error }, 'onRequestDone threw');
+      logger.error({ err: error, event: 'request_done_hook_failed' }, 'onRequestDone threw');
     }
     if (closingStarted) {
       server.closeIdleConnections();
@@ -189,7 +189,7 @@ export function createProxy(options: ProxyOptions): Proxy {
   // process is free (the usual case) it runs synchronously: no promise, no AbortController.
   const serveFailed = (ex: Exchange, error: unknown): void => {
     // A bug of ours: answer 500 rather than leave the visitor hanging.
-    logger.error({ err: error, requestId: ex.requestId }, 'proxy failed to serve a request');
+    logger.error({ err: error, request_id: ex.requestId, event: 'proxy_request_failed' }, 'proxy failed to serve a request');
     if (!ex.gone) sendErrorPage(ex, error);
     release(ex);
   };
@@ -281,12 +281,12 @@ export function createProxy(options: ProxyOptions): Proxy {
         break;
       case 'visitor-gone':
         session.close();
-        logger.debug({ pid: session.pid, requestId: ex.requestId }, 'visitor went away; request to the app aborted');
+        logger.debug({ app_pid: session.pid, request_id: ex.requestId, event: 'visitor_gone' }, 'visitor went away; request to the app aborted');
         break;
       case 'failed-during-response':
         session.close();
         logger.warn(
-          { pid: session.pid, requestId: ex.requestId, err: outcome.error },
+          { app_pid: session.pid, request_id: ex.requestId, err: outcome.error, event: 'response_cut' },
           'app process failed in the middle of a response; visitor connection closed',
         );
         break;
@@ -295,7 +295,7 @@ export function createProxy(options: ProxyOptions): Proxy {
         if (ex.gone) break;
         if (shouldRetry(ex.retryable, ex.attempts, { ...outcome, suspect })) {
           logger.warn(
-            { event: 'request_retried', pid: session.pid, request_id: ex.requestId, err: outcome.error },
+            { event: 'request_retried', app_pid: session.pid, request_id: ex.requestId, err: outcome.error },
             'app process went away before it answered a request it had not started on; retrying the request on another process',
           );
           // Out of undici's callback: the retry starts from a clean stack.
@@ -333,10 +333,10 @@ export function createProxy(options: ProxyOptions): Proxy {
     for (const ex of open.slice()) markGone(ex);
   };
   const onRequestError = function (this: IncomingMessage & WithExchange, error: Error): void {
-    logger.debug({ err: error, requestId: this[EXCHANGE]?.requestId }, 'visitor request stream failed');
+    logger.debug({ err: error, request_id: this[EXCHANGE]?.requestId, event: 'visitor_request_stream_failed' }, 'visitor request stream failed');
   };
   const onResponseError = function (this: ServerResponse & WithExchange, error: Error): void {
-    logger.debug({ err: error, requestId: this[EXCHANGE]?.requestId }, 'visitor response stream failed');
+    logger.debug({ err: error, request_id: this[EXCHANGE]?.requestId, event: 'visitor_response_stream_failed' }, 'visitor response stream failed');
   };
   const onResponseClose = function (this: ServerResponse & WithExchange): void {
     const ex = this[EXCHANGE]!;
@@ -506,14 +506,14 @@ export function createProxy(options: ProxyOptions): Proxy {
       return;
     }
     forwardUpgrade(runtime, req, socket, head, (statusCode, pid) => end(statusCode, startedMs, pid)).catch((error: unknown) => {
-      logger.error({ err: error }, 'proxy failed to forward an upgrade');
+      logger.error({ err: error, event: 'upgrade_failed' }, 'proxy failed to forward an upgrade');
       socket.destroy();
     });
   });
 
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     const code = error.code;
-    logger.debug({ err: error, code }, 'bad request from a visitor');
+    logger.debug({ err: error, event: 'bad_request' }, 'bad request from a visitor');
     const res = responses.get(socket as Socket);
     // Too late for an answer of our own once a response has begun on this connection.
     if (code === 'ECONNRESET' || !socket.writable || (res !== undefined && res.headersSent && !res.writableFinished)) {
@@ -525,7 +525,10 @@ export function createProxy(options: ProxyOptions): Proxy {
     writeRawResponse(socket, status, { 'content-type': 'text/plain; charset=utf-8' }, `${text}\n`);
   });
 
-  server.on('error', (error) => logger.error({ err: error }, 'public server error'));
+  // Before it listens, an error is listen()'s to report (HF_LISTEN, one line); after, it is news.
+  server.on('error', (error) => {
+    if (server.listening) logger.error({ err: error, event: 'server_error' }, 'public server error');
+  });
   if (options.connections) installHandoff(server, options.connections, { closing: () => closingStarted, logger });
 
   const listen = (port: number, address: string): Promise<{ address: string; port: number }> =>
@@ -575,7 +578,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       await waitIdle(SETTLE_AFTER_DESTROY_MS);
       await buffers?.close();
       queueTimeouts.flush();
-      if (inFlight > 0) logger.warn({ inFlight }, 'proxy closed with exchanges still settling');
+      if (inFlight > 0) logger.warn({ in_flight: inFlight, event: 'proxy_closed_unsettled' }, 'proxy closed with exchanges still settling');
       await serverClosed;
     })();
     return closePromise;

@@ -80,7 +80,7 @@ function tunnelOnce(
       if (upstreamHead.length > 0) visitor.write(upstreamHead);
       if (head.length > 0) socket.write(head);
       socket.setNoDelay(true);
-      socket.on('error', (error) => runtime.logger.debug({ err: error, pid: session.pid }, 'upgraded connection to the app failed'));
+      socket.on('error', (error) => runtime.logger.debug({ err: error, app_pid: session.pid, event: 'upgrade_upstream_failed' }, 'upgraded connection to the app failed'));
       let over = false;
       const end = (): void => {
         if (over) return;
@@ -140,7 +140,7 @@ export async function forwardUpgrade(
 ): Promise<void> {
   const requestId = requestIdFor(req.headers[runtime.requestIdHeader]);
   const aborter = new AbortController();
-  visitor.on('error', (error) => runtime.logger.debug({ err: error }, 'visitor connection failed during an upgrade'));
+  visitor.on('error', (error) => runtime.logger.debug({ err: error, event: 'upgrade_visitor_failed' }, 'visitor connection failed during an upgrade'));
   visitor.once('close', () => aborter.abort());
   // An upgraded connection may rightly stay quiet for long; a keep-alive timeout of the
   // connection's earlier requests must not end it.
@@ -179,7 +179,7 @@ export async function forwardUpgrade(
       session.close({ unreachable: outcome.unreachable });
       if (visitor.destroyed) return;
       if (shouldRetry(retryable, attempt + 1, { ...outcome, suspect: true })) {
-        runtime.logger.warn({ event: 'request_retried', pid: session.pid, err: outcome.error, request_id: requestId }, 'app process went away before the upgrade reached it; retrying the upgrade on another process');
+        runtime.logger.warn({ app_pid: session.pid, err: outcome.error, request_id: requestId, event: 'upgrade_retried' }, 'app process went away before the upgrade reached it; retrying the upgrade on another process');
         avoidPid = session.pid;
         continue;
       }

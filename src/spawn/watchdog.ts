@@ -5,8 +5,14 @@
 // own; this covers generic apps and anything any app forked into its group.
 //
 // sh rather than a second node: it costs ~1 MB instead of ~40 MB, for a process that mostly sleeps.
+// Its script is a file it deletes as it starts (sh keeps reading the open file), so that `ps` shows
+// a short, honest line — `holdfast-watchdog watchdog 4242` (the pid of its holdfast) — instead of
+// the whole script after `sh -c`.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Socket } from 'node:net';
 
 export interface Watchdog {
@@ -22,13 +28,18 @@ export interface Watchdog {
   close(): Promise<void>;
 }
 
-const GRACE_TENTHS = 20; // 2 s between SIGTERM and SIGKILL, checked every 0.1 s
+const GRACE_TENTHS = 20;
+/** The script's file name: what `ps` shows after the title, with holdfast's pid. */
+const SCRIPT_FILE = 'watchdog'; // 2 s between SIGTERM and SIGKILL, checked every 0.1 s
 
 // Runs in its own session (detached), so a Ctrl-C or SIGHUP meant for holdfast's terminal
 // group does not take the watchdog down with it; it ignores those signals besides.
 // Lines: `add PGID`, `del PGID`, `file PATH` / `unfile PATH` (removed once the groups are gone:
 // a SIGKILLed app leaves its Unix socket behind), `bye`.
 export const WATCHDOG_SCRIPT = `
+rm -f -- "$0"
+rmdir -- "$PWD" 2>/dev/null
+cd /
 trap '' INT HUP QUIT PIPE
 set -f
 nl='
@@ -73,11 +84,16 @@ class ShellWatchdog implements Watchdog {
   private readonly files = new Map<number, readonly string[]>();
 
   constructor() {
-    this.child = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT], {
+    const dir = mkdtempSync(join(tmpdir(), 'holdfast-watchdog-'));
+    writeFileSync(join(dir, SCRIPT_FILE), WATCHDOG_SCRIPT, { mode: 0o600 });
+    this.child = spawn('/bin/sh', [SCRIPT_FILE, String(process.pid)], {
+      argv0: 'holdfast-watchdog',
       detached: true,
       stdio: ['pipe', 'ignore', 'ignore'],
-      cwd: '/',
+      cwd: dir,
     });
+    // The script removes itself and its dir; if sh never ran, nobody else would.
+    this.child.once('error', () => rmSync(dir, { recursive: true, force: true }));
     this.exited = new Promise<void>((resolve) => {
       this.child.once('exit', () => resolve());
       this.child.once('error', () => resolve());

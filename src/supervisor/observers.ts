@@ -73,7 +73,7 @@ export function loggingObserver(log: Logger): GroupObserver {
     restartProgress: (p) => log.info({ event: 'restart_progress', kind: p.kind, generation: p.generation, replaced: p.replaced, total: p.total }, `restart: ${p.replaced} of ${p.total} replaced`),
     restartFinished: (o) => {
       const line = `${o.kind} restart to generation ${o.generation} ${o.outcome} (${o.replaced} of ${o.total} replaced)`;
-      if (o.outcome === 'succeeded') log.info({ event: 'restart_finished', outcome: o.outcome, generation: o.generation }, line);
+      if (o.outcome === 'succeeded' || o.outcome === 'superseded') log.info({ event: 'restart_finished', outcome: o.outcome, generation: o.generation }, line);
       else log.error({ event: 'restart_finished', outcome: o.outcome, generation: o.generation, error_id: o.error?.error_id, code: o.error?.code }, line);
     },
   };

@@ -50,6 +50,8 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_00
 
 export class Holdfast {
   readonly lines: LogLine[] = [];
+  /** Every stdout line as written (lines holds them parsed). */
+  readonly rawLines: string[] = [];
   stderr = '';
   port = 0;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -68,6 +70,7 @@ export class Holdfast {
       while ((i = buf.indexOf('\n')) >= 0) {
         const raw = buf.slice(0, i);
         buf = buf.slice(i + 1);
+        this.rawLines.push(raw);
         try {
           const line = JSON.parse(raw) as LogLine;
           this.lines.push(line);

@@ -43,8 +43,8 @@ test('the systemd unit lets holdfast, not systemd, stop the app processes, and w
   const stop = Number(/^(\d+)$/.exec(unitSetting('TimeoutStopSec')[0] ?? '')?.[1]);
   assert.ok(stop > 30 + 5, `TimeoutStopSec ${stop} is above drain_timeout (30 s) + the SIGKILL grace (5 s)`);
   assert.deepEqual(unitSetting('Restart'), ['on-failure']);
-  assert.match(unitSetting('ExecStart')[0]!, /\/holdfast start \S+ --name shop\b/);
-  assert.match(unitSetting('ExecReload')[0]!, /\/holdfast restart --name shop$/);
+  assert.match(unitSetting('ExecStart')[0]!, /^(\S*\/)?holdfast start \S+ --name shop\b/);
+  assert.match(unitSetting('ExecReload')[0]!, /^(\S*\/)?holdfast restart --name shop$/);
   const registry = unitSetting('Environment').find((e) => e.startsWith('HOLDFAST_INSTANCE_REGISTRY_DIR='));
   assert.equal(registry, `HOLDFAST_INSTANCE_REGISTRY_DIR=/run/${unitSetting('RuntimeDirectory')[0]}`);
 });

@@ -191,7 +191,8 @@ test('npm start serves the bundled example, as the README says', async () => {
   child.stdout.on('data', (d) => (out += d));
   const exited = new Promise((r) => child.once('exit', r));
   try {
-    const port = await waitFor('npm start to listen', () => Number(/"port":(\d+)[^\n]*serving/.exec(out)?.[1]) || (/"app_pid":\d+.*ready/.test(out) && undefined), 30_000);
+    // npm start builds first (tsc --incremental), which takes a while on a busy machine.
+    const port = await waitFor('npm start to listen', () => Number(/"port":(\d+)[^\n]*serving/.exec(out)?.[1]) || (/"app_pid":\d+.*ready/.test(out) && undefined), 120_000);
     await waitFor('the example process', () => /ready \(generation/.test(out), 30_000);
     const r = await get(`http://127.0.0.1:${port}/`);
     assert.equal(r.status, 200);

@@ -22,7 +22,7 @@ test('status --watch into a pipe writes one full picture per second until it is 
     const frames = out.split(/\n(?=Version : )/);
     for (const frame of frames.slice(0, 2)) {
       assert.match(frame, new RegExp(`^Version : .*\\nDate    : .*\\nInstance: ${hf.name} \\(pid ${hf.child.pid}`));
-      assert.match(frame, /\* PID: \d+ +Gen: 1 +State: enabled/);
+      assert.match(frame, /\* PID: \d+ +Gen: 1 +State: (enabled|probation)/);
     }
     assert.doesNotMatch(out, /\x1b\[/, 'no terminal escapes into a pipe');
   } finally {

@@ -416,19 +416,19 @@ test('the error id on a page is in the log line too, with the code and the detai
     rig.sessions.failWith = [spawnError()];
     const page = await request(rig.port, { headers: { accept: 'application/json', 'x-request-id': 'visitor-7' } });
     const shown = (JSON.parse(page.body.toString()) as { error: { error_id: string } }).error.error_id;
-    await eventually(() => lines.some((l) => l['errorId'] === shown), 2_000, 'the log line');
-    const line = lines.find((l) => l['errorId'] === shown)!;
+    await eventually(() => lines.some((l) => l['error_id'] === shown), 2_000, 'the log line');
+    const line = lines.find((l) => l['error_id'] === shown)!;
     assert.equal(line['code'], 'HF_SPAWN_EXITED');
     assert.equal(line['status'], 503);
-    assert.equal(line['requestId'], 'visitor-7');
+    assert.equal(line['request_id'], 'visitor-7');
     assert.match(JSON.stringify(line['err']), /exited with code 1/);
 
     rig.sessions.processes = [{ pid: 1000, target: { kind: 'tcp', host: '127.0.0.1', port: await closedPort() } }];
     const upstream = await request(rig.port, { method: 'POST', body: 'x', path: '/orders?token=secret' });
     assert.equal(upstream.status, 502);
     const id = /Error ID: <code>([0-9a-f]{8})<\/code>/.exec(upstream.body.toString())![1];
-    await eventually(() => lines.some((l) => l['errorId'] === id), 2_000, 'the upstream failure log line');
-    const failure = lines.find((l) => l['errorId'] === id)!;
+    await eventually(() => lines.some((l) => l['error_id'] === id), 2_000, 'the upstream failure log line');
+    const failure = lines.find((l) => l['error_id'] === id)!;
     assert.equal(failure['code'], 'HF_UPSTREAM');
     assert.equal(failure['path'], '/orders', 'the query string stays out of the log');
     assert.match(String(failure['msg']), /ECONNREFUSED/);

@@ -43,9 +43,9 @@ test('status of a pool at rest shows version, date, instance, general informatio
       '  Restart: none running',
       '  Requests in queue: 0',
       '  * PID: 4101     Gen: 3    State: enabled   Sessions: 1      Processed: 1520     Uptime: 1h 2m 5s',
-      '    CPU: 2%       Memory  : 52M      Last used: 3s ago',
+      '    CPU: 2%       Memory: 52M                Last used: 3s ago',
       '  * PID: 4102     Gen: 3    State: enabled   Sessions: 0      Processed: 1311     Uptime: 1h 2m 5s',
-      '    CPU: 0%       Memory  : 48M      Last used: 3s ago',
+      '    CPU: 0%       Memory: 48M                Last used: 3s ago',
       '',
     ].join('\n'),
   );
@@ -80,15 +80,41 @@ test('status while resisting shows the flag, the error id, its time, how long, t
   assert.match(text, /Last restart: resisted \(error 3f9a2c1e\), rolling, generation 4, finished 2m 0s ago/);
 });
 
-test('status shows only the last lines of a long captured output and says how many there were', () => {
+test('status shows the first and the last lines of a long captured output, and how many lines are left out', () => {
   const output = Array.from({ length: 40 }, (_, i) => `line ${i + 1}`);
   const error = spawnErrorSnapshot({ output_tail: output });
   const group = groupSnapshot({ resisting_deployment_error: { since: error.at, for_seconds: 5, error, ...RESISTING_CAPACITY } });
   const text = renderStatus(statusDocument(poolSnapshot([group])));
-  assert.match(text, /Output \(last 15 of 40 lines\):/);
-  assert.match(text, /\| line 40$/m);
-  assert.match(text, /\| line 26$/m);
-  assert.doesNotMatch(text, /\| line 25$/m);
+  const shown = text.split('\n').filter((l) => l.startsWith('      | '));
+  assert.match(text, /Output \(40 lines\):/);
+  assert.equal(shown.length, 15, 'as many lines as before, the first ones kept');
+  assert.deepEqual(shown.slice(0, 6), ['      | line 1', '      | line 2', '      | line 3', '      | line 4', '      | line 5', '      | … 26 lines …']);
+  assert.equal(shown[6], '      | line 32');
+  assert.equal(shown[14], '      | line 40');
+});
+
+test("a syntax error's first output line is kept when there is one line too many (16 of 15)", () => {
+  const output = ['/srv/app/config.ru:3: syntax error, unexpected end-of-input', ...Array.from({ length: 15 }, (_, i) => `\tfrom line ${i}`)];
+  const error = spawnErrorSnapshot({ output_tail: output });
+  const text = renderStatus(statusDocument(poolSnapshot([groupSnapshot({ resisting_deployment_error: { since: error.at, for_seconds: 5, error, ...RESISTING_CAPACITY } })])));
+  assert.match(text, /\| \/srv\/app\/config\.ru:3: syntax error/);
+  assert.match(text, /\| … 2 lines …$/m);
+  assert.match(text, /\| \tfrom line 14$/m);
+});
+
+test('a process in probation shows the state probation, and memory not yet sampled shows as -', () => {
+  const group = groupSnapshot({ processes: [processSnapshot({ in_probation: true, rss_bytes: 0, uptime_seconds: 1 })] });
+  const lines = renderStatus(statusDocument(poolSnapshot([group]))).split('\n');
+  assert.ok(lines.includes('  * PID: 4101     Gen: 3    State: probation Sessions: 1      Processed: 1520     Uptime: 1s'), lines.join('\n'));
+  assert.ok(lines.includes('    CPU: 2%       Memory: -                  Last used: 3s ago'), lines.join('\n'));
+});
+
+test('a spawn error older than the generation now serving is labelled as past', () => {
+  const error = spawnErrorSnapshot({ generation: 4, at: '2026-03-01T11:58:00.000Z' });
+  const group = groupSnapshot({ generation: 5, last_spawn_error: error, processes: [processSnapshot({ generation: 5, started_at: '2026-03-01T11:59:00.000Z' })] });
+  const text = renderStatus(statusDocument(poolSnapshot([group])));
+  assert.match(text, /^ {2}Past spawn error \(before generation 5 started\): 3f9a2c1e at 2026-03-01 11:58:00 UTC \(2m 0s ago\)/m);
+  assert.doesNotMatch(text, /Last spawn error/);
 });
 
 test('status names a spawn error caused by a signal, a timeout or the OS', () => {
@@ -115,7 +141,13 @@ test('status shows the release and commit of a process when they differ from the
 test('status shows the visitor connections handed off to a process, and nothing of them on the proxy path', () => {
   const group = groupSnapshot({ processes: [processSnapshot({ connections: 12 }), processSnapshot({ pid: 4102 })] });
   const lines = renderStatus(statusDocument(poolSnapshot([group]))).split('\n');
-  assert.ok(lines.includes('    CPU: 2%       Memory  : 52M      Last used: 3s ago Connections: 12'), lines.join('\n'));
+  assert.ok(lines.includes('    CPU: 2%       Memory: 52M                Last used: 3s ago                    Connections: 12'), lines.join('\n'));
+  // Connections stands under Uptime, each column under the one above it.
+  const first = lines.find((l) => l.includes('PID: 4101'))!;
+  const second = lines.find((l) => l.includes('Connections'))!;
+  assert.equal(second.indexOf('Connections'), first.indexOf('Uptime'));
+  assert.equal(second.indexOf('Memory'), first.indexOf('Gen'));
+  assert.equal(second.indexOf('Last used'), first.indexOf('Sessions'));
   assert.equal(lines.filter((l) => l.includes('Connections')).length, 1);
 });
 

@@ -88,7 +88,7 @@ test('an option with no effect in holdfast is accepted with a warning that says 
 test('an unsupported option is rejected by name, unless it asks for what holdfast does anyway', () => {
   assert.deepEqual(translatePassengerfile({ ssl: true, pid_file: '/run/x.pid' }, FILE).problems, [
     `${FILE}: holdfast does not support the Passenger option "ssl" set to true (terminate TLS in a load balancer or reverse proxy in front of holdfast)`,
-    `${FILE}: holdfast does not support the Passenger option "pid_file" (the pid is kept in the instance dir; \`holdfast status\` shows it)`,
+    `${FILE}: holdfast does not support the Passenger option "pid_file" (pass --pid-file FILE to holdfast start; the pid is also in the instance dir, and \`holdfast status\` shows it)`,
   ]);
   const harmless = translatePassengerfile({ ssl: false, daemonize: false, spawn_method: 'direct', concurrency_model: 'process' }, FILE);
   assert.deepEqual([harmless.problems, harmless.warnings, harmless.settings], [[], [], {}]);
