@@ -19,6 +19,7 @@ import type { LogHandle, Logger } from './log/logger';
 import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, createProxy, type Proxy } from './proxy/server';
 import { ChildSpawner, resolveNodeEntry } from './spawn/child-spawner';
 import { startWatchdog } from './spawn/watchdog';
+import { installSignalHandlers } from './signals';
 import { VERSION } from './version';
 
 export interface SupervisorOptions {
@@ -197,13 +198,8 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     };
 
     if (options.handleSignals) {
-      const stop = () => void close();
-      const reopen = () => {
-        options.log.reopen();
-        logger.info('log file reopened');
-      };
-      signalHandlers.push(['SIGINT', stop], ['SIGTERM', stop], ['SIGUSR1', reopen]);
-      for (const [sig, fn] of signalHandlers) process.on(sig, fn);
+      // signals.ts: SIGTERM/SIGINT/SIGQUIT stop, SIGHUP restarts, SIGUSR1 reopens the log, the rest are logged and ignored.
+      installSignalHandlers({ logger, control, stop: close, reopen: () => options.log.reopen() });
     }
 
     logger.info(

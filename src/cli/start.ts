@@ -55,7 +55,7 @@ function openLog(config: HoldfastConfig): LogHandle {
     // Open it once ourselves first: pino's destination spins instead of failing on a path it cannot create.
     try {
       makeDirs(dirname(config.logFile));
-      closeSync(openSync(config.logFile, 'a'));
+      closeSync(openSync(config.logFile, 'a', 0o640)); // the log is nobody else's business
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       const why = e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied' : (e.code ?? e.message);

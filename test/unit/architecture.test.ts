@@ -17,7 +17,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   log: ['log', 'config', 'errors'],
   proxy: ['proxy', 'core', 'errors', 'log'],
   admin: ['admin', 'core', 'errors', 'log', 'config', 'version'],
-  supervisor: ['supervisor', 'core', 'spawn', 'proxy', 'admin', 'config', 'log', 'errors', 'version'],
+  supervisor: ['supervisor', 'signals', 'core', 'spawn', 'proxy', 'admin', 'config', 'log', 'errors', 'version'],
+  signals: ['core', 'log', 'errors'],
   cli: ['cli', 'admin', 'config', 'errors', 'log', 'supervisor', 'version', 'core'],
 };
 
