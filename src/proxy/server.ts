@@ -80,6 +80,17 @@ function listenError(error: NodeJS.ErrnoException, address: string, port: number
   return new HoldfastError('HF_LISTEN', `cannot listen on ${where}: ${reason}`, { cause: error });
 }
 
+/** `OPTIONS *` (RFC 9110 §9.3.7): what the server allows; any other method with "*" is malformed. */
+function answerAsterisk(req: IncomingMessage, res: ServerResponse): void {
+  const ok = req.method === 'OPTIONS';
+  const body = ok ? '' : 'Bad request.\n';
+  res.writeHead(ok ? 200 : 400, {
+    ...(ok ? { allow: 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS' } : { 'content-type': 'text/plain; charset=utf-8' }),
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
 /** One visitor request from arrival to the last byte of its answer. */
 interface Exchange extends AttemptRequest {
   readonly startedMs: number;
@@ -314,6 +325,12 @@ export function createProxy(options: ProxyOptions): Proxy {
     if (readiness !== undefined && req.url === readiness.path && (req.method === 'GET' || req.method === 'HEAD')) {
       req.resume();
       answerReadiness(req, res);
+      return;
+    }
+    // `OPTIONS *` asks about the server, not a resource: holdfast answers it (an app cannot route "*").
+    if (req.url === '*') {
+      req.resume();
+      answerAsterisk(req, res);
       return;
     }
     begin();

@@ -24,7 +24,7 @@ export interface Launched {
   stop(): Promise<{ code: number | null; leftover: number[] }>;
 }
 
-export async function launch(app: string, args: string[], opts: { prefix?: string[] } = {}): Promise<Launched> {
+export async function launch(app: string, args: string[], opts: { prefix?: string[]; waitForProcess?: boolean } = {}): Promise<Launched> {
   const registryDir = mkdtempSync(join(tmpdir(), 'hf-reg-'));
   const name = `l${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const env = { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registryDir };
@@ -69,7 +69,7 @@ export async function launch(app: string, args: string[], opts: { prefix?: strin
     return (JSON.parse(r.stdout) as { groups: Array<{ processes: Array<{ pid: number; state: string }> }> }).groups.flatMap((g) => g.processes.map((p) => p.pid));
   };
   const seen = new Set<number>();
-  await waitFor('the first app process', async () => {
+  if (opts.waitForProcess !== false) await waitFor('the first app process', async () => {
     const pids = await appPids().catch(() => []);
     for (const p of pids) seen.add(p);
     return pids.length > 0;
