@@ -16,6 +16,7 @@ import { Pool } from './core/pool';
 import { DEFAULT_BUSY_EVENT_LOOP_UTILIZATION, DEFAULT_BUSY_SESSIONS } from './core/scaling';
 import { HoldfastError } from './errors';
 import type { LogHandle, Logger } from './log/logger';
+import { connectionCap } from './proxy/connection-cap';
 import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, createProxy, type Proxy } from './proxy/server';
 import { ChildSpawner, resolveNodeEntry } from './spawn/child-spawner';
 import { startWatchdog } from './spawn/watchdog';
@@ -144,6 +145,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     cleanups.push(() => pool.close());
 
     proxy = createProxy({
+      connectionCap: connectionCap(config.maxConnections, config.maxPoolSize),
       sessions: group,
       ...(handoff ? { connections: group } : {}),
       environment: config.environment,

@@ -13,6 +13,7 @@ import { Attempt, type AttemptContext, type AttemptOutcome, type AttemptRequest 
 import { hasRequestBody, requestIdFor, upstreamRequestHeaders } from './headers';
 import { writeRawResponse } from './raw-response';
 import { failurePage, type ProxyRuntime } from './runtime';
+import { installConnectionCap, type CapDecision, type ConnectionCap } from './connection-cap';
 import { installHandoff } from './handoff';
 import { forwardUpgrade } from './upgrade';
 import { describeTarget, UpstreamPools } from './upstream-pools';
@@ -41,6 +42,8 @@ export interface ProxyOptions {
   onRequestDone?(info: { statusCode: number; durationMs: number; pid: number | null }): void;
   /** A path answered by holdfast itself: 200 while ready() and not stopping, else 503 (load balancers, Kubernetes). */
   readiness?: { path: string; ready(): boolean };
+  /** The cap on visitor connections (connection-cap.ts: connectionCap()); none when absent. */
+  connectionCap?: CapDecision;
 }
 
 export interface Proxy {
@@ -414,7 +417,16 @@ export function createProxy(options: ProxyOptions): Proxy {
   });
 
   server.on('error', (error) => logger.error({ err: error }, 'public server error'));
-  if (options.connections) installHandoff(server, options.connections, { closing: () => closingStarted, logger });
+  let cap: ConnectionCap | undefined;
+  if (options.connections) {
+    installHandoff(server, options.connections, {
+      closing: () => closingStarted,
+      logger,
+      mayHand: () => cap?.crowded() !== true,
+      handed: (socket, away) => (away ? cap?.handedOff(socket) : cap?.takenBack(socket)),
+    });
+  }
+  if (options.connectionCap) cap = installConnectionCap(server, options.connectionCap, logger);
 
   const listen = (port: number, address: string): Promise<{ address: string; port: number }> =>
     new Promise((resolve, reject) => {

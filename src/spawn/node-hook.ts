@@ -322,6 +322,11 @@ function install(): void {
       if (settings && this instanceof http.Server) adopt(this, settings);
       send({ type: 'ready', handoff: idleParsers !== undefined });
     });
+    // Node reads this once, when listening starts: its default (30 s) would let an idle or slow
+    // connection live up to twice the headers timeout; look as often as the proxy does.
+    if (settings && this instanceof http.Server) {
+      (this as http.Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.max(25, Math.min(1_000, Math.floor(Math.min(settings.headersTimeoutMs, settings.requestTimeoutMs || Infinity) / 4)));
+    }
     const options = { path: socketPath! };
     return callback ? originalListen.call(this, options, callback) : originalListen.call(this, options);
   }
