@@ -76,7 +76,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
 
     const socketDir = await mkdtemp(join(tmpdir(), 'hf-'));
     cleanups.push(() => rm(socketDir, { recursive: true, force: true }));
-    const watchdog = startWatchdog();
+    const watchdog = startWatchdog({ dirs: [socketDir] });
     cleanups.push(() => watchdog.close());
 
     const appLogger = logger.child({ app: config.name });

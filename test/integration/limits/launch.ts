@@ -24,10 +24,10 @@ export interface Launched {
   stop(): Promise<{ code: number | null; leftover: number[] }>;
 }
 
-export async function launch(app: string, args: string[], opts: { prefix?: string[]; waitForProcess?: boolean } = {}): Promise<Launched> {
+export async function launch(app: string, args: string[], opts: { prefix?: string[]; waitForProcess?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<Launched> {
   const registryDir = mkdtempSync(join(tmpdir(), 'hf-reg-'));
   const name = `l${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const env = { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registryDir };
+  const env = { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registryDir, ...opts.env };
   const argv = [process.execPath, CLI, 'start', app, '--port', '0', '--address', '127.0.0.1', '--name', name, ...args];
   const [cmd, ...rest] = [...(opts.prefix ?? []), ...argv];
   const child = spawn(cmd!, rest, { env, stdio: ['ignore', 'pipe', 'pipe'] });
