@@ -246,11 +246,27 @@ function install(): void {
       const chain = headers['x-forwarded-for'];
       headers['x-forwarded-for'] = chain ? `${chain}, ${address}` : address;
     }
-    if (headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = 'http';
-    if (headers['x-forwarded-host'] === undefined && headers.host !== undefined) headers['x-forwarded-host'] = headers.host;
+    const addProto = headers['x-forwarded-proto'] === undefined;
+    if (addProto) headers['x-forwarded-proto'] = 'http';
+    const addHost = headers['x-forwarded-host'] === undefined && headers.host !== undefined;
+    if (addHost) headers['x-forwarded-host'] = headers.host;
     const incoming = headers[s.requestIdHeader];
     const id = typeof incoming === 'string' && REQUEST_ID_PATTERN.test(incoming) ? incoming : crypto.randomUUID();
     headers[s.requestIdHeader] = id;
+    // rawHeaders must tell the same story as headers (frameworks read either): the visitor's own
+    // X-Forwarded-For entries and request id give way to ours, as on the proxy path.
+    const raw = req.rawHeaders;
+    const rebuilt: string[] = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const lower = raw[i]!.toLowerCase();
+      if (lower !== 'x-forwarded-for' && lower !== s.requestIdHeader) rebuilt.push(raw[i]!, raw[i + 1]!);
+    }
+    const chain = headers['x-forwarded-for'];
+    if (typeof chain === 'string') rebuilt.push('X-Forwarded-For', chain);
+    if (addProto) rebuilt.push('X-Forwarded-Proto', 'http');
+    if (addHost) rebuilt.push('X-Forwarded-Host', headers.host!);
+    rebuilt.push(s.requestIdHeader, id);
+    req.rawHeaders = rebuilt;
     res.setHeader(s.requestIdHeader, id);
     return false;
   };
