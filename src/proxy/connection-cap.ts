@@ -70,19 +70,24 @@ export interface ConnectionCap {
   takenBack(socket: Socket): void;
   /** Idle connections closed to make room, and connections refused with none idle. */
   counts(): { reclaimed: number; refused: number };
+  /** Stops the sweep of silent connections. */
+  close(): void;
 }
 
 interface Tracked {
   /** Requests in flight on it (more than one only when pipelining). */
   active: number;
+  /** When it came (or came back from an app process) without a request since; 0 once one came. */
+  silentSince: number;
   /** Upgraded or handed off: never reclaimed. */
   pinned: boolean;
 }
 
 const CROWDED_SHARE = 0.8;
+const SWEEP_MS = 1_000;
 
 /** Installs the cap on `server` (after every other 'connection' listener is in place). */
-export function installConnectionCap(server: Server, cap: CapDecision, logger: Logger): ConnectionCap {
+export function installConnectionCap(server: Server, cap: CapDecision, logger: Logger, silentTimeoutMs = 0): ConnectionCap {
   const tracked = new Map<Socket, Tracked>();
   let warned = false;
   let reclaimed = 0;
@@ -122,7 +127,7 @@ export function installConnectionCap(server: Server, cap: CapDecision, logger: L
         return;
       }
     }
-    tracked.set(socket, { active: 0, pinned: false });
+    tracked.set(socket, { active: 0, silentSince: performance.now(), pinned: false });
     socket.once('close', () => tracked.delete(socket));
     for (const listener of listeners) listener.call(server, socket);
   });
@@ -135,6 +140,7 @@ export function installConnectionCap(server: Server, cap: CapDecision, logger: L
     const t = tracked.get(req.socket as Socket);
     if (t === undefined) return;
     t.active++;
+    t.silentSince = 0;
     res.once('close', onResponseClose);
   };
   server.prependListener('request', onRequest);
@@ -143,6 +149,19 @@ export function installConnectionCap(server: Server, cap: CapDecision, logger: L
     const t = tracked.get(req.socket as Socket);
     if (t) t.pinned = true;
   });
+
+  // Node times out slow headers, never a connection that sends nothing: that is done here, as often as Node looks.
+  const sweep = setInterval(() => {
+    if (silentTimeoutMs <= 0) return;
+    const now = performance.now();
+    for (const [socket, t] of tracked) {
+      if (t.silentSince === 0 || t.pinned || t.active > 0 || now - t.silentSince < silentTimeoutMs) continue;
+      if (socket.bytesRead > 0) continue; // slow headers: Node answers those with 408 itself
+      tracked.delete(socket);
+      socket.destroy();
+    }
+  }, SWEEP_MS);
+  sweep.unref();
 
   return {
     open: () => tracked.size,
@@ -153,8 +172,12 @@ export function installConnectionCap(server: Server, cap: CapDecision, logger: L
     },
     takenBack: (socket) => {
       const t = tracked.get(socket);
-      if (t) t.pinned = false;
+      if (t) {
+        t.pinned = false;
+        t.silentSince = performance.now();
+      }
     },
+    close: () => clearInterval(sweep),
     counts: () => ({ reclaimed, refused }),
   };
 }

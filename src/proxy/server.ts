@@ -426,7 +426,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       handed: (socket, away) => (away ? cap?.handedOff(socket) : cap?.takenBack(socket)),
     });
   }
-  if (options.connectionCap) cap = installConnectionCap(server, options.connectionCap, logger);
+  if (options.connectionCap) cap = installConnectionCap(server, options.connectionCap, logger, headersTimeoutMs);
 
   const listen = (port: number, address: string): Promise<{ address: string; port: number }> =>
     new Promise((resolve, reject) => {
@@ -466,6 +466,7 @@ export function createProxy(options: ProxyOptions): Proxy {
   const close = (graceMs: number): Promise<void> => {
     closePromise ??= (async () => {
       closingStarted = true;
+      cap?.close();
       const serverClosed = server.listening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
       server.closeIdleConnections();
       await waitIdle(graceMs);

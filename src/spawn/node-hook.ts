@@ -55,8 +55,9 @@ export interface HandoffSettings {
 
 const ID = Symbol('holdfast.connectionId');
 const RETURNED = Symbol('holdfast.returned');
+const SPOKE = Symbol('holdfast.spoke');
 const STARTED = Symbol('holdfast.startedMs');
-type HandedSocket = net.Socket & { [ID]?: number; [RETURNED]?: boolean; parser?: unknown; _httpMessage?: http.ServerResponse | null };
+type HandedSocket = net.Socket & { [ID]?: number; [RETURNED]?: boolean; [SPOKE]?: boolean; parser?: unknown; _httpMessage?: http.ServerResponse | null };
 type TimedResponse = http.ServerResponse & { [STARTED]?: number };
 
 function readSettings(raw: string | undefined): HandoffSettings | undefined {
@@ -221,6 +222,7 @@ function install(): void {
   /** Runs before the app sees a request on a handed-off connection; true when the hook answered it. */
   const onRequest = (req: http.IncomingMessage, res: TimedResponse, s: HandoffSettings): boolean => {
     const headers = req.headers;
+    (req.socket as HandedSocket)[SPOKE] = true;
     if (s.readinessPath !== null && req.url === s.readinessPath) {
       res.statusCode = draining ? 503 : 200;
       res.setHeader('content-type', 'text/plain; charset=utf-8');
@@ -299,7 +301,13 @@ function install(): void {
           return;
         }
         sockets.add(socket);
+        // Node never times out a connection that sends nothing at all: the proxy's rule, here too.
+        const silent = setTimeout(() => {
+          if (!socket[SPOKE] && !socket[RETURNED] && socket.bytesRead === 0) socket.destroy();
+        }, s.headersTimeoutMs);
+        silent.unref();
         socket.once('close', () => {
+          clearTimeout(silent);
           sockets.delete(socket);
           held.delete(socket);
           if (!socket[RETURNED]) send({ type: 'closed', id: socket[ID] });
