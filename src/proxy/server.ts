@@ -62,6 +62,8 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
 export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 // Below the 5 s that Node apps keep idle sockets, so we close first and never reuse a dying one.
 export const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS = 4_000;
+/** The accept queue asked for; the kernel caps it at net.core.somaxconn. */
+const LISTEN_BACKLOG = 4096;
 /** Status reported to onRequestDone for a visitor that went away before it got an answer (as nginx does). */
 export const VISITOR_GONE_STATUS = 499;
 
@@ -443,7 +445,9 @@ export function createProxy(options: ProxyOptions): Proxy {
       server.once('error', onError);
       server.once('listening', onListening);
       try {
-        server.listen(port, address);
+        // A flood of connections waits in the kernel's queue (up to net.core.somaxconn) rather than
+        // having its SYNs dropped, which would cost every visitor behind it a 1 s retransmit.
+        server.listen({ port, host: address, backlog: LISTEN_BACKLOG });
       } catch (error) {
         server.off('error', onError);
         server.off('listening', onListening);

@@ -11,9 +11,13 @@ import { launch } from './launch';
 
 const IDLE = 3_000;
 
-/** Opens `count` connections at once; resolves when each has connected or failed (bounded). */
+/**
+ * Opens `count` connections at once; resolves when each has connected or failed and holdfast has
+ * taken them all in (no more of them closed for 300 ms), bounded in time.
+ */
 async function openIdle(port: number, count: number): Promise<net.Socket[]> {
   const sockets: net.Socket[] = [];
+  let closed = 0;
   await Promise.all(
     Array.from({ length: count }, () =>
       new Promise<void>((resolve) => {
@@ -26,10 +30,19 @@ async function openIdle(port: number, count: number): Promise<net.Socket[]> {
         const timer = setTimeout(done, 20_000);
         s.once('connect', done);
         s.once('error', done);
-        s.once('close', done);
+        s.once('close', () => {
+          closed++;
+          done();
+        });
       }),
     ),
   );
+  let last = -1;
+  await waitFor('the flood to be taken in', () => {
+    if (closed === last) return true;
+    last = closed;
+    return false;
+  }, 20_000, 300);
   return sockets;
 }
 
