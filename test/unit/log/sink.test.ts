@@ -46,7 +46,7 @@ test('identical warnings pass BURST times per window, the rest are counted and r
   for (let i = 0; i < 10; i++) assert.ok(limiter.admit(30, 'info lines are never limited', undefined, report));
   assert.deepEqual(reports, []);
   now += WINDOW_MS;
-  assert.ok(limiter.admit(50, 'spawn error ffff: exited with code 1', undefined, report));
+  assert.ok(limiter.admit(50, 'spawn error 1fff0000: exited with code 1', undefined, report));
   assert.equal(reports.length, 1);
   assert.equal((reports[0] as Suppressed).count, 100 - BURST);
   limiter.admit(50, 'another error entirely', undefined, report);
