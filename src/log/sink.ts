@@ -102,7 +102,9 @@ export class LogSink {
   private attempt(text: string): boolean {
     const buffer = Buffer.from(text);
     let offset = 0;
-    let waitedMs = 0;
+    // A full pipe is waited on a little, but not again while writes are failing: a stuck reader
+    // must not stall the server once a second.
+    let waitedMs = this.failing ? EAGAIN_WAIT_MS : 0;
     while (offset < buffer.length) {
       try {
         offset += writeSync(this.fd, buffer, offset, buffer.length - offset);
