@@ -16,6 +16,7 @@ import type { Control } from './core/operations';
 import { Pool } from './core/pool';
 import { HoldfastError } from './errors';
 import type { LogHandle } from './log/logger';
+import { connectionCap } from './proxy/connection-cap';
 import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, createProxy } from './proxy/server';
 import { StaticFiles, type StaticFilesSettings } from './proxy/static-files';
 import { ChildSpawner, resolveNodeEntry } from './spawn/child-spawner';
@@ -24,6 +25,7 @@ import { resolveWsgiStartupFile } from './spawn/wsgi-app';
 import { groupOptions } from './supervisor/group-options';
 import { composeObservers, loggingObserver, upstreamCloser } from './supervisor/observers';
 import { ResourceStack } from './supervisor/resources';
+import { installSignalHandlers } from './supervisor/signals';
 import { VERSION } from './version';
 
 export interface SupervisorOptions {
@@ -88,7 +90,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     resources.defer('instance dir', () => instance.remove());
     const socketDir = await mkdtemp(join(tmpdir(), 'hf-'));
     resources.defer('socket dir', () => rm(socketDir, { recursive: true, force: true }));
-    const watchdog = startWatchdog();
+    const watchdog = startWatchdog({ dirs: [socketDir] });
     resources.defer('watchdog', () => watchdog.close());
 
     const pool = new Pool(config.maxPoolSize);
@@ -116,6 +118,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
       ? { root: resolve(config.appDir, config.staticFilesDir), fingerprintedCacheControl: config.staticFilesCacheControl }
       : null;
     const proxy = createProxy({
+      connectionCap: connectionCap(config.maxConnections, config.maxPoolSize),
       sessions: pool,
       ...(handoff ? { connections: pool } : {}),
       environment: config.environment,
@@ -176,10 +179,11 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
       void control.restart({}).done;
     });
     resources.defer('tmp/restart.txt watch', stopWatching);
-    if (options.handleSignals) installSignals(resources, { close, reopen: () => {
-      options.log.reopen();
-      logger.info({ event: 'log_reopened' }, 'log file reopened');
-    } });
+    if (options.handleSignals) {
+      // signals.ts: SIGTERM/SIGINT/SIGQUIT stop, SIGHUP restarts, SIGUSR1 reopens the log, the rest
+      // are logged and ignored. They stay to the end: a second SIGTERM while draining must not kill holdfast.
+      installSignalHandlers({ logger, control, stop: close, reopen: () => options.log.reopen() });
+    }
 
     await group.start();
     // A first start where no process could become ready fails here, with nothing left running.
@@ -195,19 +199,6 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     await resources.unwind(false);
     throw err;
   }
-}
-
-function installSignals(resources: ResourceStack, on: { close(): Promise<void>; reopen(): void }): void {
-  const stop = () => void on.close();
-  const handlers: Array<[NodeJS.Signals, () => void]> = [
-    ['SIGINT', stop],
-    ['SIGTERM', stop],
-    ['SIGUSR1', on.reopen],
-  ];
-  for (const [sig, fn] of handlers) process.on(sig, fn);
-  resources.defer('signal handlers', () => {
-    for (const [sig, fn] of handlers) process.off(sig, fn);
-  });
 }
 
 async function resolveAppDir(appDir: string): Promise<string> {

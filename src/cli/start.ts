@@ -144,7 +144,7 @@ function openLog(config: HoldfastConfig): LogHandle {
 function prepareLogFile(file: string): void {
   try {
     makeDirs(dirname(file));
-    closeSync(openSync(file, 'a'));
+    closeSync(openSync(file, 'a', 0o640)); // the log is nobody else's business
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const why = e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied' : (e.code ?? e.message);

@@ -22,6 +22,7 @@ export interface StatusOptions {
 }
 
 const DEFAULT_INTERVAL_SECONDS = 1;
+const MAX_INTERVAL_SECONDS = 86_400;
 // Cursor home, erase to the end of the line / of the screen, hide / show the cursor.
 const HOME = '\x1b[H';
 const ERASE_LINE = '\x1b[K';
@@ -58,8 +59,9 @@ async function printPage(opts: StatusOptions, io: CommandIo): Promise<void> {
  */
 export async function watchStatus(opts: StatusOptions, io: CommandIo, signal?: AbortSignal): Promise<void> {
   const seconds = opts.interval === undefined ? DEFAULT_INTERVAL_SECONDS : Number(opts.interval);
-  if (!Number.isFinite(seconds) || seconds < 0.1) {
-    throw new HoldfastError('HF_CONFIG_INVALID', `--interval must be a number of seconds >= 0.1, not "${opts.interval}"`);
+  // Past a day a timer would overflow (and redraw at once, for ever): bounded like every duration.
+  if (!Number.isFinite(seconds) || seconds < 0.1 || seconds > MAX_INTERVAL_SECONDS) {
+    throw new HoldfastError('HF_CONFIG_INVALID', `--interval must be a number of seconds from 0.1 to ${MAX_INTERVAL_SECONDS}, not "${opts.interval}"`);
   }
   const tty = io.stdout.isTTY === true;
   let client: AdminClient | undefined;

@@ -143,6 +143,7 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     maxRequests: value('max_requests'),
     memoryLimitBytes: value<number>('memory_limit') * 1024 * 1024,
     maxRequestQueueSize: value('max_request_queue_size'),
+    maxConnections: value('max_connections'),
     startTimeoutMs: seconds('start_timeout'),
     drainTimeoutMs: seconds('drain_timeout'),
     probationMs: seconds('probation_time'),
@@ -333,12 +334,14 @@ function validateLayer(
     if (key === undefined) continue;
     badKeys.add(key);
     if (key === 'envvars' && error.keyword === 'propertyNames') {
-      problems.push(`${subject(source, 'envvars')}: the variable name ${show(error.params['propertyName'])} must not be empty or contain "="`);
+      problems.push(`${subject(source, 'envvars')}: the variable name ${show(error.params['propertyName'])} must not be empty or contain "=" or a NUL byte`);
       continue;
     }
     if (key === 'envvars' && path.length === 2) {
       const envvars = settings['envvars'] as Record<string, unknown>;
-      problems.push(`${subject(source, `envvars.${path[1]}`)} must be a string (got ${show(envvars[path[1]!])})`);
+      // A NUL cannot be put in a process's environment: every spawn would fail.
+      if (error.keyword === 'pattern') problems.push(`${source.kind === 'flags' ? `--envvar ${path[1]}` : subject(source, `envvars.${path[1]}`)} must not contain a NUL byte`);
+      else problems.push(`${subject(source, `envvars.${path[1]}`)} must be a string (got ${show(envvars[path[1]!])})`);
       continue;
     }
     if (reported.has(key)) continue;

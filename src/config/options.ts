@@ -27,6 +27,7 @@ const ARG_NAMES: Record<string, string> = {
   max_requests: 'NUMBER',
   memory_limit: 'MB',
   max_request_queue_size: 'NUMBER',
+  max_connections: 'NUMBER',
   start_timeout: 'SECONDS',
   drain_timeout: 'SECONDS',
   probation_time: 'SECONDS',

@@ -25,6 +25,8 @@ export interface HoldfastConfig {
   memoryLimitBytes: number;
   /** 0 = unbounded. */
   maxRequestQueueSize: number;
+  /** Visitor connections held at once; 0 = derived from the file descriptor limit (max_connections). */
+  maxConnections: number;
   startTimeoutMs: number;
   drainTimeoutMs: number;
   rollingRestarts: boolean;

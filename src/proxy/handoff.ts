@@ -17,7 +17,18 @@ const BOUNCE_MS = 1000;
  * Makes `server` (the proxy's HTTP server, not yet listening) hand connections off. `closing()`
  * true: a connection given back is closed, at rest, instead of routed again.
  */
-export function installHandoff(server: Server, source: ConnectionSource, options: { closing(): boolean; logger: Logger }): void {
+export function installHandoff(
+  server: Server,
+  source: ConnectionSource,
+  options: {
+    closing(): boolean;
+    logger: Logger;
+    /** False while connections are crowding the cap: a handed-off connection cannot be reclaimed (connection-cap.ts). */
+    mayHand?(): boolean;
+    /** The socket went to an app process (true) or came back from one (false). */
+    handed?(socket: Socket, away: boolean): void;
+  },
+): void {
   const [proxyListener, ...others] = server.listeners('connection') as Array<(socket: Socket) => void>;
   if (!proxyListener || others.length > 0) throw new Error('installHandoff: expected exactly the HTTP server connection listener');
   server.removeAllListeners('connection');
@@ -31,13 +42,15 @@ export function installHandoff(server: Server, source: ConnectionSource, options
 
   const route = (socket: Socket, hands: number): void => {
     if (socket.destroyed) return;
-    const lease = hands < MAX_HANDS ? source.tryAcquireConnection() : undefined;
+    const lease = hands < MAX_HANDS && options.mayHand?.() !== false ? source.tryAcquireConnection() : undefined;
     if (!lease) {
       toProxy(socket);
       return;
     }
     const handedAt = performance.now();
+    options.handed?.(socket, true);
     lease.hand(socket, (returned) => {
+      options.handed?.(socket, false);
       if (!returned || options.closing()) socket.destroy();
       else route(socket, performance.now() - handedAt < BOUNCE_MS ? hands + 1 : 0);
     });

@@ -19,8 +19,30 @@ const HOP_BY_HOP = new Set([
   'proxy',
 ]);
 
+/**
+ * End-to-end headers that a Connection header may name but never removes: a visitor (or an app)
+ * listing them would strip what routes or frames the message (`Connection: keep-alive, Host`).
+ */
+const NEVER_HOP_BY_HOP = new Set([
+  'host',
+  'content-length',
+  'content-type',
+  'content-encoding',
+  'content-range',
+  'authorization',
+  'cookie',
+  'set-cookie',
+  'location',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-request-id',
+]);
+
 function isHopByHop(lowerName: string, listedInConnection: ReadonlySet<string> | null): boolean {
-  return HOP_BY_HOP.has(lowerName) || lowerName.startsWith('proxy-') || (listedInConnection?.has(lowerName) ?? false);
+  if (HOP_BY_HOP.has(lowerName) || lowerName.startsWith('proxy-')) return true;
+  return (listedInConnection?.has(lowerName) ?? false) && !NEVER_HOP_BY_HOP.has(lowerName);
 }
 
 /** The header names a Connection header lists (they are hop-by-hop too); null when there is none. */

@@ -16,6 +16,7 @@ import { Attempt, type AttemptContext, type AttemptOutcome, type AttemptRequest 
 import { hasRequestBody, requestIdFor, upstreamRequestHeaders } from './headers';
 import { writeRawResponse } from './raw-response';
 import { failurePage, pathOf as pathOnly, type ProxyRuntime } from './runtime';
+import { installConnectionCap, type CapDecision, type ConnectionCap } from './connection-cap';
 import { installHandoff } from './handoff';
 import { BurstLog } from './burst-log';
 import { RequestBuffers, withContentLength, type BufferedBody, type RequestBufferingSettings } from './request-buffer';
@@ -55,6 +56,8 @@ export interface ProxyOptions {
   maxRequestQueueTimeMs?: number;
   /** max_request_time: a request served longer gets 504 and its process is stopped (Session close { stuck }). 0 = off. */
   maxRequestTimeMs?: number;
+  /** The cap on visitor connections (connection-cap.ts: connectionCap()); none when absent. */
+  connectionCap?: CapDecision;
 }
 
 export interface Proxy {
@@ -73,6 +76,8 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
 export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 // Below the 5 s that Node apps keep idle sockets, so we close first and never reuse a dying one.
 export const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS = 4_000;
+/** The accept queue asked for; the kernel caps it at net.core.somaxconn. */
+const LISTEN_BACKLOG = 4096;
 /** Status reported to onRequestDone for a visitor that went away before it got an answer (as nginx does). */
 export const VISITOR_GONE_STATUS = 499;
 
@@ -95,6 +100,17 @@ function listenError(error: NodeJS.ErrnoException, address: string, port: number
             ? 'the address could not be resolved'
             : error.message;
   return new HoldfastError('HF_LISTEN', `cannot listen on ${where}: ${reason}`, { cause: error });
+}
+
+/** `OPTIONS *` (RFC 9110 §9.3.7): what the server allows; any other method with "*" is malformed. */
+function answerAsterisk(req: IncomingMessage, res: ServerResponse): void {
+  const ok = req.method === 'OPTIONS';
+  const body = ok ? '' : 'Bad request.\n';
+  res.writeHead(ok ? 200 : 400, {
+    ...(ok ? { allow: 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS' } : { 'content-type': 'text/plain; charset=utf-8' }),
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
 }
 
 /** One visitor request from arrival to the last byte of its answer; the pool knows it by its RequestInfo (a crash names it). */
@@ -390,6 +406,12 @@ export function createProxy(options: ProxyOptions): Proxy {
       answerReadiness(req, res);
       return;
     }
+    // `OPTIONS *` asks about the server, not a resource: holdfast answers it (an app cannot route "*").
+    if (req.url === '*') {
+      req.resume();
+      answerAsterisk(req, res);
+      return;
+    }
     if (options.staticFiles?.handle(req, res)) {
       begin();
       const startedMs = performance.now();
@@ -529,7 +551,16 @@ export function createProxy(options: ProxyOptions): Proxy {
   server.on('error', (error) => {
     if (server.listening) logger.error({ err: error, event: 'server_error' }, 'public server error');
   });
-  if (options.connections) installHandoff(server, options.connections, { closing: () => closingStarted, logger });
+  let cap: ConnectionCap | undefined;
+  if (options.connections) {
+    installHandoff(server, options.connections, {
+      closing: () => closingStarted,
+      logger,
+      mayHand: () => cap?.crowded() !== true,
+      handed: (socket, away) => (away ? cap?.handedOff(socket) : cap?.takenBack(socket)),
+    });
+  }
+  if (options.connectionCap) cap = installConnectionCap(server, options.connectionCap, logger, headersTimeoutMs);
 
   const listen = (port: number, address: string): Promise<{ address: string; port: number }> =>
     new Promise((resolve, reject) => {
@@ -546,7 +577,9 @@ export function createProxy(options: ProxyOptions): Proxy {
       server.once('error', onError);
       server.once('listening', onListening);
       try {
-        server.listen(port, address);
+        // A flood of connections waits in the kernel's queue (up to net.core.somaxconn) rather than
+        // having its SYNs dropped, which would cost every visitor behind it a 1 s retransmit.
+        server.listen({ port, host: address, backlog: LISTEN_BACKLOG });
       } catch (error) {
         server.off('error', onError);
         server.off('listening', onListening);
@@ -569,6 +602,7 @@ export function createProxy(options: ProxyOptions): Proxy {
   const close = (graceMs: number): Promise<void> => {
     closePromise ??= (async () => {
       closingStarted = true;
+      cap?.close();
       const serverClosed = server.listening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
       server.closeIdleConnections();
       await waitIdle(graceMs);

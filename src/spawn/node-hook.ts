@@ -80,8 +80,9 @@ function loadStaticFiles(s: HandoffSettings['staticFiles']): StaticFilesHandler 
 
 const ID = Symbol('holdfast.connectionId');
 const RETURNED = Symbol('holdfast.returned');
+const SPOKE = Symbol('holdfast.spoke');
 const STARTED = Symbol('holdfast.startedMs');
-type HandedSocket = net.Socket & { [ID]?: number; [RETURNED]?: boolean; parser?: unknown; _httpMessage?: http.ServerResponse | null };
+type HandedSocket = net.Socket & { [ID]?: number; [RETURNED]?: boolean; [SPOKE]?: boolean; parser?: unknown; _httpMessage?: http.ServerResponse | null };
 type TimedResponse = http.ServerResponse & { [STARTED]?: number };
 
 function readSettings(raw: string | undefined): HandoffSettings | undefined {
@@ -256,6 +257,7 @@ function install(): void {
   /** Runs before the app sees a request on a handed-off connection; true when the hook answered it. */
   const onRequest = (req: http.IncomingMessage, res: TimedResponse, s: HandoffSettings): boolean => {
     const headers = req.headers;
+    (req.socket as HandedSocket)[SPOKE] = true;
     if (s.readinessPath !== null && req.url === s.readinessPath) {
       res.statusCode = draining ? 503 : 200;
       res.setHeader('content-type', 'text/plain; charset=utf-8');
@@ -295,11 +297,27 @@ function install(): void {
       const chain = headers['x-forwarded-for'];
       headers['x-forwarded-for'] = chain ? `${chain}, ${address}` : address;
     }
-    if (headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = 'http';
-    if (headers['x-forwarded-host'] === undefined && headers.host !== undefined) headers['x-forwarded-host'] = headers.host;
+    const addProto = headers['x-forwarded-proto'] === undefined;
+    if (addProto) headers['x-forwarded-proto'] = 'http';
+    const addHost = headers['x-forwarded-host'] === undefined && headers.host !== undefined;
+    if (addHost) headers['x-forwarded-host'] = headers.host;
     const incoming = headers[s.requestIdHeader];
     const id = typeof incoming === 'string' && REQUEST_ID_PATTERN.test(incoming) ? incoming : crypto.randomUUID();
     headers[s.requestIdHeader] = id;
+    // rawHeaders must tell the same story as headers (frameworks read either): the visitor's own
+    // X-Forwarded-For entries and request id give way to ours, as on the proxy path.
+    const raw = req.rawHeaders;
+    const rebuilt: string[] = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const lower = raw[i]!.toLowerCase();
+      if (lower !== 'x-forwarded-for' && lower !== s.requestIdHeader) rebuilt.push(raw[i]!, raw[i + 1]!);
+    }
+    const chain = headers['x-forwarded-for'];
+    if (typeof chain === 'string') rebuilt.push('X-Forwarded-For', chain);
+    if (addProto) rebuilt.push('X-Forwarded-Proto', 'http');
+    if (addHost) rebuilt.push('X-Forwarded-Host', headers.host!);
+    rebuilt.push(s.requestIdHeader, id);
+    req.rawHeaders = rebuilt;
     res.setHeader(s.requestIdHeader, id);
     return false;
   };
@@ -332,7 +350,13 @@ function install(): void {
           return;
         }
         sockets.add(socket);
+        // Node never times out a connection that sends nothing at all: the proxy's rule, here too.
+        const silent = setTimeout(() => {
+          if (!socket[SPOKE] && !socket[RETURNED] && socket.bytesRead === 0) socket.destroy();
+        }, s.headersTimeoutMs);
+        silent.unref();
         socket.once('close', () => {
+          clearTimeout(silent);
           sockets.delete(socket);
           held.delete(socket);
           if (!socket[RETURNED]) send({ type: 'closed', id: socket[ID] });
@@ -371,6 +395,11 @@ function install(): void {
       if (settings && this instanceof http.Server) adopt(this, settings);
       send({ type: 'ready', handoff: idleParsers !== undefined });
     });
+    // Node reads this once, when listening starts: its default (30 s) would let an idle or slow
+    // connection live up to twice the headers timeout; look as often as the proxy does.
+    if (settings && this instanceof http.Server) {
+      (this as http.Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.max(25, Math.min(1_000, Math.floor(Math.min(settings.headersTimeoutMs, settings.requestTimeoutMs || Infinity) / 4)));
+    }
     const options = { path: socketPath! };
     return callback ? originalListen.call(this, options, callback) : originalListen.call(this, options);
   }

@@ -35,7 +35,8 @@ const SCRIPT_FILE = 'watchdog'; // 2 s between SIGTERM and SIGKILL, checked ever
 // Runs in its own session (detached), so a Ctrl-C or SIGHUP meant for holdfast's terminal
 // group does not take the watchdog down with it; it ignores those signals besides.
 // Lines: `add PGID`, `del PGID`, `file PATH` / `unfile PATH` (removed once the groups are gone:
-// a SIGKILLed app leaves its Unix socket behind), `bye`.
+// a SIGKILLed app leaves its Unix socket behind), `dir PATH` (holdfast's own temp dirs: removed
+// after the files, with rmdir, so only when nothing else is left in them), `bye`.
 export const WATCHDOG_SCRIPT = `
 rm -f -- "$0"
 rmdir -- "$PWD" 2>/dev/null
@@ -46,9 +47,11 @@ nl='
 '
 groups=' '
 files=''
+dirs=''
 finish() {
   IFS=$nl
   for f in $files; do rm -f -- "$f"; done
+  for d in $dirs; do rmdir -- "$d" 2>/dev/null; done
   exit 0
 }
 while IFS= read -r line; do
@@ -56,6 +59,7 @@ while IFS= read -r line; do
     'add '*) groups="$groups\${line#add } " ;;
     'del '*) g=\${line#del }; rest=' '; for x in $groups; do [ "$x" = "$g" ] || rest="$rest$x "; done; groups=$rest ;;
     'file '*) files="$files\${line#file }$nl" ;;
+    'dir '*) dirs="$dirs\${line#dir }$nl" ;;
     'unfile '*) f=\${line#unfile }; rest=''; IFS=$nl; for x in $files; do [ "$x" = "$f" ] || rest="$rest$x$nl"; done; unset IFS; files=$rest ;;
     bye) exit 0 ;;
   esac
@@ -120,6 +124,10 @@ class ShellWatchdog implements Watchdog {
     for (const f of kept) this.send(`file ${f}`);
   }
 
+  removeDirOnDeath(dir: string): void {
+    if (dir !== '' && !dir.includes('\n')) this.send(`dir ${dir}`);
+  }
+
   unregister(pgid: number): void {
     this.send(`del ${checkPgid(pgid)}`);
     for (const f of this.files.get(pgid) ?? []) this.send(`unfile ${f}`);
@@ -159,7 +167,9 @@ function checkPgid(pgid: number): number {
   return pgid;
 }
 
-/** Starts the one watchdog of this holdfast. */
-export function startWatchdog(): Watchdog {
-  return new ShellWatchdog();
+/** Starts the one watchdog of this holdfast; `dirs` (holdfast's temp dirs) are removed, when empty, if it dies. */
+export function startWatchdog(options: { dirs?: readonly string[] } = {}): Watchdog {
+  const watchdog = new ShellWatchdog();
+  for (const d of options.dirs ?? []) watchdog.removeDirOnDeath(d);
+  return watchdog;
 }

@@ -55,16 +55,16 @@ test('an app dir that is a file is refused', () => {
 
 test('a negative number, on the command line or in the file, is refused', () => {
   const dir = makeApp();
-  assertRefused(runHoldfast(['start', dir, '--max-pool-size', '-2']), dir, ['holdfast: --max-pool-size must be an integer >= 1 (got -2)']);
+  assertRefused(runHoldfast(['start', dir, '--max-pool-size', '-2']), dir, ['holdfast: --max-pool-size must be an integer from 1 to 1000 (got -2)']);
   const withFile = makeApp({ 'holdfast.json': { max_pool_size: -2 } });
   assertRefused(runHoldfast(['start', withFile]), withFile, [
-    `holdfast: ${join(withFile, 'holdfast.json')}: max_pool_size must be an integer >= 1 (got -2)`,
+    `holdfast: ${join(withFile, 'holdfast.json')}: max_pool_size must be an integer from 1 to 1000 (got -2)`,
   ]);
 });
 
 test('a flag value that is not a number is refused naming the flag', () => {
   const dir = makeApp();
-  assertRefused(runHoldfast(['start', dir, '--max-pool-size', 'abc']), dir, ['holdfast: --max-pool-size must be an integer >= 1 (got "abc")']);
+  assertRefused(runHoldfast(['start', dir, '--max-pool-size', 'abc']), dir, ['holdfast: --max-pool-size must be an integer from 1 to 1000 (got "abc")']);
 });
 
 test('a log level that does not exist is refused with the ones that do', () => {
@@ -101,7 +101,7 @@ test('every problem of the file and the flags is printed at once, one line each'
   const file = join(dir, 'holdfast.json');
   const result = runHoldfast(['start', dir, '--concurrency', 'lots']);
   assert.deepEqual(result.stderr.split('\n').filter(Boolean).sort(), [
-    `holdfast: --concurrency must be an integer >= 0 (got "lots")`,
+    `holdfast: --concurrency must be an integer from 0 to 10000 (got "lots")`,
     `holdfast: ${file}: port must be an integer from 0 to 65535 (got -1)`,
     `holdfast: ${file}: rolling_restarts must be true or false (got "yes")`,
     `holdfast: ${file}: unknown key "max_pol_size" (did you mean "max_pool_size"?)`,

@@ -74,7 +74,8 @@ test('an instance dir is 0700 and holds instance.json and two different 0600 tok
   assert.ok(instance.adminToken.length >= 40);
   assert.equal(instance.socketPath, join(instance.dir, 'admin.sock'));
   const info = JSON.parse(readFileSync(join(instance.dir, 'instance.json'), 'utf8')) as InstanceInfo;
-  assert.deepEqual({ ...info, started_at: 'x', version: 'x' }, {
+  assert.match(info.marker ?? '', /^[0-9a-f]{32}$/, 'a random marker proves the dir is this instance\'s');
+  assert.deepEqual({ ...info, started_at: 'x', version: 'x', marker: 'x' }, {
     name: 'shop',
     pid: process.pid,
     address: '0.0.0.0',
@@ -83,6 +84,7 @@ test('an instance dir is 0700 and holds instance.json and two different 0600 tok
     version: 'x',
     started_at: 'x',
     socket_path: instance.socketPath,
+    marker: 'x',
   });
   assert.ok(Number.isFinite(Date.parse(info.started_at)));
 });

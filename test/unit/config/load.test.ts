@@ -4,6 +4,7 @@ import { chmodSync, mkdirSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { HoldfastError } from '../../../src/errors';
 import { loadConfig } from '../../../src/config/load';
+import { propertySchema } from '../../../src/config/schema';
 import { load, makeAppDir, problems } from './config-fixture';
 
 const isRoot = process.getuid?.() === 0;
@@ -23,6 +24,7 @@ test('with no config file and no flags, every key takes its default', () => {
     maxRequests: 0,
     memoryLimitBytes: 0,
     maxRequestQueueSize: 100,
+    maxConnections: 0,
     startTimeoutMs: 90_000,
     drainTimeoutMs: 30_000,
     probationMs: 3000,
@@ -212,7 +214,7 @@ test('a value of the wrong type in the file names the file, the key, what is all
     `${file}: address must be a non-empty string (got 7)`,
     `${file}: envvars.A must be a string (got 1)`,
     `${file}: log_level must be one of "trace", "debug", "info", "warn", "error", "fatal", "silent" (got "loud")`,
-    `${file}: max_pool_size must be an integer >= 1 (got -2)`,
+    `${file}: max_pool_size must be an integer from 1 to 1000 (got -2)`,
     `${file}: name must be 1 to 64 letters, digits, ".", "_" or "-", starting with a letter or digit (got "has space")`,
     `${file}: port must be an integer from 0 to 65535 (got "80")`,
     `${file}: rolling_restarts must be true or false (got "yes")`,
@@ -235,7 +237,7 @@ test('every integer key rejects a negative number, a fraction and a string', () 
   ];
   for (const [key, flag, minimum] of integers) {
     const property = flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-    const allowed = key === 'port' ? 'an integer from 0 to 65535' : `an integer >= ${minimum}`;
+    const allowed = `an integer from ${minimum} to ${propertySchema(key).maximum}`;
     const dir = makeAppDir({ 'holdfast.json': { [key]: minimum - 1 } });
     assert.deepEqual(problems(dir), [`${join(dir, 'holdfast.json')}: ${key} must be ${allowed} (got ${minimum - 1})`]);
     assert.deepEqual(problems(makeAppDir(), { [property]: '2.5' }), [`--${flag} must be ${allowed} (got 2.5)`]);
@@ -336,7 +338,7 @@ test('min_instances equal to max_pool_size is fine', () => {
 });
 
 test('an invalid max_pool_size is reported once, not again as smaller than min_instances', () => {
-  assert.deepEqual(problems(makeAppDir(), { maxPoolSize: 'abc', minInstances: '4' }), ['--max-pool-size must be an integer >= 1 (got "abc")']);
+  assert.deepEqual(problems(makeAppDir(), { maxPoolSize: 'abc', minInstances: '4' }), ['--max-pool-size must be an integer from 1 to 1000 (got "abc")']);
 });
 
 test('a startup_file that does not exist names the file it looked for', () => {
@@ -374,7 +376,7 @@ test('every problem of the file and the flags is reported at once', () => {
 
 test('an envvars name with "=" in the file is rejected', () => {
   const dir = makeAppDir({ 'holdfast.json': { envvars: { 'A=B': 'x' } } });
-  assert.deepEqual(problems(dir), [`${join(dir, 'holdfast.json')}: envvars: the variable name "A=B" must not be empty or contain "="`]);
+  assert.deepEqual(problems(dir), [`${join(dir, 'holdfast.json')}: envvars: the variable name "A=B" must not be empty or contain "=" or a NUL byte`]);
 });
 
 test('envvars that is not an object is rejected', () => {

@@ -41,6 +41,7 @@ test('the defaults are the ones the spec promises', () => {
     max_requests: 0,
     memory_limit: 0,
     max_request_queue_size: 100,
+    max_connections: 0,
     start_timeout: 90,
     drain_timeout: 30,
     probation_time: 3,
@@ -76,7 +77,7 @@ test('every flag changes the resolved config', () => {
   const base = load(dir);
   const values: Record<string, unknown> = {
     port: '1', address: '127.0.0.1', environment: 'development', minInstances: '0', maxPoolSize: '2', concurrency: '3',
-    poolIdleTime: '4', maxRequests: '5', memoryLimit: '6', maxRequestQueueSize: '7', startTimeout: '8', drainTimeout: '9', probationTime: '10',
+    poolIdleTime: '4', maxRequests: '5', memoryLimit: '6', maxRequestQueueSize: '7', maxConnections: '11', startTimeout: '8', drainTimeout: '9', probationTime: '10',
     rollingRestarts: true, resistDeploymentErrors: true, connectionHandoff: false, startupFile: 'server.js', envvar: ['A=1'], logFile: 'x.log',
     logLevel: 'debug', name: 'other', metricsAddress: '127.0.0.1:9464', statusAddress: '127.0.0.1:9465', readinessPath: '/_ready',
     rollingRestartSurge: '0', healthCheckPath: '/health', healthCheckTimeout: '3',

@@ -87,3 +87,21 @@ test('a request has a body when it has a non-zero Content-Length or a Transfer-E
   assert.equal(hasRequestBody(fakeRequest(['Content-Length', '5'])), true);
   assert.equal(hasRequestBody(fakeRequest(['Transfer-Encoding', 'chunked'])), true);
 });
+
+test('a Connection header that lists Host or other end-to-end headers strips none of them', () => {
+  const req = fakeRequest([
+    'Host', 'example.test',
+    'Connection', 'keep-alive, Host, Content-Length, Cookie, Authorization, X-Hop',
+    'Content-Length', '3',
+    'Cookie', 'a=1',
+    'Authorization', 'Bearer t',
+    'X-Hop', '1',
+  ]);
+  const out = asMap(upstreamRequestHeaders(req, { requestIdHeader: 'x-request-id', requestId: 'id-1', upgrade: false }));
+  const names = out.map(([n]) => n);
+  for (const kept of ['Host', 'Content-Length', 'Cookie', 'Authorization']) assert.ok(names.includes(kept), `${kept} is kept`);
+  assert.ok(!names.includes('X-Hop'), 'a header Connection names is still hop-by-hop');
+  assert.ok(!names.includes('Connection'));
+  const back = asMap(visitorResponseHeaders(['Connection', 'close, Content-Type, Set-Cookie', 'Content-Type', 'text/plain', 'Set-Cookie', 'b=2'], 'x-request-id', 'id-1'));
+  assert.deepEqual(back.map(([n]) => n), ['Content-Type', 'Set-Cookie', 'x-request-id']);
+});
