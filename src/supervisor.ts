@@ -10,14 +10,15 @@ import { DURATION_BUCKETS, createMetrics } from './admin/metrics';
 import { startWebListeners } from './admin/web';
 import type { HoldfastConfig } from './config/types';
 import { systemClock } from './core/clock';
-import type { Control, RestartTicket } from './core/control';
+import type { Control, PoolSnapshot, RestartTicket } from './core/control';
 import { Group, spawnErrorSnapshot, type GroupObserver } from './core/group';
 import { Pool } from './core/pool';
 import { DEFAULT_BUSY_EVENT_LOOP_UTILIZATION, DEFAULT_BUSY_SESSIONS } from './core/scaling';
 import { HoldfastError } from './errors';
 import type { LogHandle, Logger } from './log/logger';
 import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, createProxy, type Proxy } from './proxy/server';
-import { ChildSpawner, resolveNodeEntry } from './spawn/child-spawner';
+import { ChildSpawner } from './spawn/child-spawner';
+import { checkLaunchable } from './spawn/launchers';
 import { startWatchdog } from './spawn/watchdog';
 import { VERSION } from './version';
 
@@ -56,7 +57,7 @@ const STOP_GRACE_MS = 30_000;
 export async function startSupervisor(config: HoldfastConfig, options: SupervisorOptions): Promise<RunningSupervisor> {
   const logger = options.log.logger;
   // Fail fast on an app that cannot be found, before anything is started.
-  if (config.appStartCommand === undefined) resolveNodeEntry(await resolveAppDir(config.appDir), config.startupFile);
+  checkLaunchable(config.appType, await resolveAppDir(config.appDir), { ...appSettings(config), ruby: config.ruby, python: config.python });
 
   const cleanups: Array<() => Promise<void>> = [];
   const undo = async () => {
@@ -79,13 +80,16 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
 
     const appLogger = logger.child({ app: config.name });
     // The hand-off path needs the hook (a Node app) and per-connection balancing (no concurrency limit).
-    const handoff = config.connectionHandoff && config.appStartCommand === undefined && config.concurrency === 0;
+    const handoff = config.connectionHandoff && config.appType === 'node' && config.concurrency === 0;
     // pool and group come below; the metrics only read them once serving.
-    const metrics = createMetrics({ snapshot: () => pool.snapshot(), flush: () => group.flushHandedOff(), version: VERSION, instance: instance.name });
+    const metrics = createMetrics({ snapshot: () => withSpawnInfo(pool.snapshot(), spawner), flush: () => group.flushHandedOff(), version: VERSION, instance: instance.name });
     const spawner = new ChildSpawner({
       appDir: config.appDir,
-      ...(config.appStartCommand !== undefined ? { appStartCommand: config.appStartCommand } : {}),
-      ...(config.startupFile !== undefined ? { startupFile: config.startupFile } : {}),
+      ...appSettings(config),
+      appType: config.appType,
+      ruby: config.ruby,
+      python: config.python,
+      spawnMethod: config.spawnMethod,
       environment: config.environment,
       envvars: config.envvars,
       startTimeoutMs: config.startTimeoutMs,
@@ -140,6 +144,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
       },
     );
     pool.add(group);
+    cleanups.push(() => spawner.close());
     cleanups.push(() => pool.close());
 
     proxy = createProxy({
@@ -161,7 +166,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     const signalHandlers: Array<[NodeJS.Signals, () => void]> = [];
 
     const control: Control = {
-      snapshot: () => pool.snapshot(),
+      snapshot: () => withSpawnInfo(pool.snapshot(), spawner),
       restart: (o): RestartTicket => group.restart(o),
       resume: () => group.resume(),
       stop: () => close(),
@@ -185,6 +190,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
         for (const [sig, fn] of signalHandlers) process.off(sig, fn);
         // Visitors' requests finish while their processes drain; both are bounded.
         await Promise.all([proxyRef.close(STOP_GRACE_MS), pool.close()]);
+        await spawner.close(); // preloaders, once no process of theirs is left
         await Promise.all([admin.close(), web.close()]);
         await watchdog.close();
         await rm(socketDir, { recursive: true, force: true });
@@ -207,7 +213,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     }
 
     logger.info(
-      { address: bound.address, port: bound.port, app_root: config.appDir, instance: instance.name, environment: config.environment, version: VERSION },
+      { address: bound.address, port: bound.port, app_root: config.appDir, app_type: config.appType, app_type_reason: config.appTypeReason, instance: instance.name, environment: config.environment, version: VERSION },
       `holdfast ${VERSION} serving ${config.appDir} on http://${bound.address}:${bound.port}`,
     );
     await group.start();
@@ -216,6 +222,23 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     await undo();
     throw err;
   }
+}
+
+function appSettings(config: HoldfastConfig): { appStartCommand?: string; startupFile?: string } {
+  return {
+    ...(config.appStartCommand !== undefined ? { appStartCommand: config.appStartCommand } : {}),
+    ...(config.startupFile !== undefined ? { startupFile: config.startupFile } : {}),
+  };
+}
+
+/** Status and metrics show each group's app type and, for smart spawning, its preloaders. */
+function withSpawnInfo(snapshot: PoolSnapshot, spawner: ChildSpawner): PoolSnapshot {
+  const preloaders = spawner.smart ? spawner.preloaderInfo() : undefined;
+  const spawnMethod = spawner.appType === 'rack' ? (spawner.smart ? 'smart' : 'direct') : 'direct';
+  return {
+    ...snapshot,
+    groups: snapshot.groups.map((g) => ({ ...g, app_type: spawner.appType, spawn_method: spawnMethod, ...(preloaders ? { preloaders } : {}) })),
+  };
 }
 
 async function resolveAppDir(appDir: string): Promise<string> {

@@ -4,6 +4,7 @@
 import { accessSync, constants, lstatSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConfigError, HoldfastError } from '../errors';
+import { defaultConcurrency, detectAppType, startupFileMismatch, type SpawnMethod } from './app-type';
 import { parseHostPort } from './host-port';
 import { JsonTextError, parseJsonText } from './json-text';
 import { configOptions, flagProperty, optionFor } from './options';
@@ -91,6 +92,19 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     const problem = checkReadableFile(resolve(appDir, startupFile));
     if (problem) problems.push(`${subject(merged.get('startup_file')!.source, 'startup_file')} ${problem}`);
   }
+  const detected = detectAppType({
+    appDir,
+    appType: badKeys.has('app_type') ? undefined : value<string | undefined>('app_type'),
+    startupFile,
+    appStartCommand: value<string | undefined>('app_start_command'),
+  });
+  if (startupFile !== undefined && !badKeys.has('app_type')) {
+    const mismatch = startupFileMismatch(detected.type, startupFile);
+    if (mismatch) problems.push(`${configPrefix(merged.get('startup_file')!.source)}${mismatch}`);
+  }
+  if (detected.type === 'generic' && value<string | undefined>('app_start_command') === undefined) {
+    problems.push(`${describe('app_type')} needs app_start_command: a generic app is started by that command and must listen on $PORT`);
+  }
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -114,7 +128,12 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     environment: value('environment'),
     minInstances: value('min_instances'),
     maxPoolSize: value('max_pool_size'),
-    concurrency: value('concurrency'),
+    appType: detected.type,
+    appTypeReason: detected.reason,
+    ruby: value('ruby'),
+    python: value('python'),
+    spawnMethod: value<SpawnMethod>('spawn_method'),
+    concurrency: value<number | undefined>('concurrency') ?? defaultConcurrency(detected.type),
     poolIdleTimeMs: seconds('pool_idle_time'),
     maxRequests: value('max_requests'),
     memoryLimitBytes: value<number>('memory_limit') * 1024 * 1024,
@@ -305,6 +324,11 @@ function subject(source: Source, keyPath: string): string {
   if (source.kind === 'file') return `${source.path}: ${keyPath}`;
   if (source.kind === 'flags') return optionFor(keyPath.split('.')[0]!).flag;
   return keyPath;
+}
+
+/** "/app/holdfast.json: " for a file, "" otherwise: the start of a message that names its own key. */
+function configPrefix(source: Source): string {
+  return source.kind === 'file' ? `${source.path}: ` : '';
 }
 
 function origin(source: Source, key: string): string {

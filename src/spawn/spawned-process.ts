@@ -10,7 +10,7 @@ import { HookChannel, type RequestStatsListener } from './hook-channel';
 import { LineSplitter, OutputTail } from './output-tail';
 import { GroupTerminator, signalGroup } from './terminate';
 import { GroupUsageSampler } from './usage';
-import { waitUntilAccepting } from './tcp';
+import { waitUntilAccepting, waitUntilSocketAccepts } from './tcp';
 import type { Watchdog } from './watchdog';
 
 /** Everything needed to start one process, decided by the spawner. */
@@ -22,8 +22,11 @@ export interface LaunchPlan {
   /** Shown in errors: `node /srv/app/releases/3/app.js`, or the app start command. */
   description: string;
   target: UpstreamTarget;
-  /** 'hook': the Node hook says when the app listens (IPC on fd 3). 'tcp': poll the target's port. */
-  readiness: 'hook' | 'tcp';
+  /**
+   * 'hook': the Node hook says when the app listens (IPC on fd 3). 'tcp': poll the target's port.
+   * 'socket': poll the target's Unix socket (a loader that listens once the app has loaded).
+   */
+  readiness: 'hook' | 'tcp' | 'socket';
   /** Run by /bin/sh -c, whose exit codes 126/127 mean "could not run the command". */
   viaShell: boolean;
   release: string;
@@ -212,9 +215,14 @@ class SpawnedProcess implements ProcessHandle {
       else signal.addEventListener('abort', onAbort, { once: true });
       void this.exited.then(() => decide('exited'));
       void this.readySignal.then(() => decide('ready'));
+      const stop = () => decided || this.exitInfo !== undefined;
       if (this.plan.target.kind === 'tcp') {
         const { host, port } = this.plan.target;
-        void waitUntilAccepting(host, port, () => decided || this.exitInfo !== undefined).then((ok) => {
+        void waitUntilAccepting(host, port, stop).then((ok) => {
+          if (ok) this.markReady();
+        });
+      } else if (this.plan.readiness === 'socket') {
+        void waitUntilSocketAccepts(this.plan.target.socketPath, stop).then((ok) => {
           if (ok) this.markReady();
         });
       }
@@ -242,7 +250,9 @@ class SpawnedProcess implements ProcessHandle {
       message =
         this.plan.readiness === 'hook'
           ? `app process did not listen within ${formatDuration(startTimeoutMs)} (holdfast waits for its first server.listen())`
-          : `app process did not accept connections on port ${(this.plan.target as { port: number }).port} within ${formatDuration(startTimeoutMs)}`;
+          : this.plan.readiness === 'socket'
+            ? `app process did not load the app within ${formatDuration(startTimeoutMs)} (its loader listens once the app is loaded)`
+            : `app process did not accept connections on port ${(this.plan.target as { port: number }).port} within ${formatDuration(startTimeoutMs)}`;
     } else if (this.plan.viaShell && (info.code === 127 || info.code === 126)) {
       // POSIX shells reserve these: 127 command not found, 126 found but not executable.
       category = 'os';

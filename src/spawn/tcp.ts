@@ -18,8 +18,12 @@ export function pickFreePort(): Promise<number> {
 
 /** One connection attempt: true when something accepted it. */
 export function canConnect(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return attempt(() => connect({ host, port }), timeoutMs);
+}
+
+function attempt(open: () => ReturnType<typeof connect>, timeoutMs: number): Promise<boolean> {
   return new Promise((resolveAttempt) => {
-    const socket = connect({ host, port });
+    const socket = open();
     socket.unref();
     const done = (ok: boolean): void => {
       socket.destroy();
@@ -43,6 +47,19 @@ export async function waitUntilAccepting(
 ): Promise<boolean> {
   while (!shouldStop()) {
     if (await canConnect(host, port)) return !shouldStop();
+    if (shouldStop()) return false;
+    await new Promise<void>((r) => setTimeout(r, intervalMs).unref());
+  }
+  return false;
+}
+
+/**
+ * Polls until the Unix socket at path accepts a connection (loaders that listen only once the app
+ * is loaded, such as the Rack loader). Resolves as waitUntilAccepting does.
+ */
+export async function waitUntilSocketAccepts(path: string, shouldStop: () => boolean, intervalMs = 20): Promise<boolean> {
+  while (!shouldStop()) {
+    if (await attempt(() => connect({ path }), 1000)) return !shouldStop();
     if (shouldStop()) return false;
     await new Promise<void>((r) => setTimeout(r, intervalMs).unref());
   }
