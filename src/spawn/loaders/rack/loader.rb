@@ -57,6 +57,17 @@ module HoldfastRack
     $stderr.flush
   end
 
+  # Connections opened while the app loaded (a Rails initializer that queried the database) must not
+  # be shared by the forked processes: close them once in the preloader; each process opens its own.
+  def self.before_fork
+    return unless defined?(ActiveRecord::Base) && ActiveRecord::Base.respond_to?(:connection_handler)
+    handler = ActiveRecord::Base.connection_handler
+    pools = handler.respond_to?(:all_connection_pools) ? handler.all_connection_pools : handler.connection_pool_list
+    pools.each(&:disconnect!)
+  rescue StandardError => e
+    log("could not close the database connections before forking: #{e.class}: #{e.message}")
+  end
+
   def self.load_app(rackup)
     app_root = File.dirname(rackup)
     Dir.chdir(app_root)
@@ -403,6 +414,7 @@ module HoldfastRack
       trap('INT', 'IGNORE')
       # Garbage the boot left behind is collected once here rather than in every process, and the
       # heap compacted, so that the forked processes share as many pages as possible.
+      HoldfastRack.before_fork
       GC.start
       GC.compact if GC.respond_to?(:compact)
       # holdfast's readiness probe connects and hangs up; its control connection says hello first.
