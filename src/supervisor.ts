@@ -96,6 +96,11 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
       socketDir,
       watchdog,
       onOutput: (line, meta) => appLogger.info({ app_pid: meta.pid, stream: meta.stream }, line),
+      onPreloader: (event, p) =>
+        appLogger.info(
+          { event: `preloader_${event}`, preloader_pid: p.pid, generation: p.generation, release: p.release },
+          `preloader ${p.pid} ${event === 'ready' ? 'loaded the app' : 'stopped'} (generation ${p.generation})`,
+        ),
       ...(handoff
         ? {
             handoff: {

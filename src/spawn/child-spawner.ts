@@ -44,6 +44,8 @@ export interface ChildSpawnerOptions {
   handoff?: HandoffSettings;
   /** Request counts from the hand-off path, for metrics. */
   onRequestStats?: RequestStatsListener;
+  /** Smart spawning: a preloader has loaded the app ('ready') or is gone ('stopped'), for the log. */
+  onPreloader?(event: 'ready' | 'stopped', info: PreloaderInfo): void;
 }
 
 /** sun_path holds 108 bytes on Linux (104 on BSDs); stay clearly below. */
@@ -157,8 +159,12 @@ export class ChildSpawner implements Spawner {
       created.pending.then(
         (preloader) => {
           created.running = preloader;
+          this.options.onPreloader?.('ready', preloader.info());
           if (this.closed) void preloader.close();
-          void preloader.gone.then(forget);
+          void preloader.gone.then(() => {
+            forget();
+            this.options.onPreloader?.('stopped', preloader.info());
+          });
         },
         forget,
       );

@@ -332,8 +332,8 @@ module HoldfastRack
       end
       no_body = env['REQUEST_METHOD'] == 'HEAD' || status < 200 || status == 204 || status == 304
 
-      if hijack # partial hijack: we write the head, the app the rest
-        head << CRLF
+      if hijack # partial hijack: we write the head, the app the rest (the end of the body is the end of the connection)
+        head << "connection: close\r\n" << CRLF
         io.write(head)
         @clients.delete(io)
         hijack.call(io)
