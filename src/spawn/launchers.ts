@@ -25,6 +25,9 @@ export const NODE_HOOK_PATH = join(__dirname, 'node-hook.js');
 /** Shipped as source (package.json "files"): from dist/src/spawn/ up to the package root. */
 export const RACK_LOADER_PATH = resolve(__dirname, '../../../src/spawn/loaders/rack/loader.rb');
 
+/** The Rack loader's line for a boot error (loader.rb BOOT_ERROR_MARKER). */
+export const RACK_BOOT_ERROR_MARKER = 'holdfast-rack: boot error: ';
+
 export interface LauncherSettings {
   appStartCommand?: string;
   startupFile?: string;
@@ -45,7 +48,7 @@ export interface LaunchContext {
 }
 
 /** The type-specific part of a LaunchPlan. */
-export type Recipe = Pick<LaunchPlan, 'command' | 'args' | 'description' | 'target' | 'readiness' | 'viaShell'> & {
+export type Recipe = Pick<LaunchPlan, 'command' | 'args' | 'description' | 'target' | 'readiness' | 'viaShell' | 'bootErrorMarker'> & {
   env: Record<string, string>;
 };
 
@@ -154,6 +157,7 @@ const rack: Launcher = ({ release, socketPath, settings }) => {
     target: { kind: 'unix', socketPath },
     readiness: 'socket',
     viaShell: false,
+    bootErrorMarker: RACK_BOOT_ERROR_MARKER,
   };
 };
 

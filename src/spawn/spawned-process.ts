@@ -29,6 +29,11 @@ export interface LaunchPlan {
   readiness: 'hook' | 'tcp' | 'socket';
   /** Run by /bin/sh -c, whose exit codes 126/127 mean "could not run the command". */
   viaShell: boolean;
+  /**
+   * A loader that reports a boot error on a line starting with this (the Rack loader): the rest
+   * of its last such line goes into the spawn error's message, as Passenger shows the exception.
+   */
+  bootErrorMarker?: string;
   release: string;
   commit: string | undefined;
   generation: number;
@@ -264,6 +269,9 @@ class SpawnedProcess implements ProcessHandle {
     } else {
       message = `app process exited with code ${info.code} before it was ready`;
     }
+    const marker = this.plan.bootErrorMarker;
+    const reported = marker === undefined ? undefined : this.tail.toArray().findLast((line) => line.startsWith(marker));
+    if (reported !== undefined) message += `: ${reported.slice(marker!.length)}`;
     return new SpawnError(message, {
       category,
       errorId: newErrorId(),

@@ -44,6 +44,8 @@ module HoldfastRack
   # Headers that the proxy turns into Rack's own keys (CGI names without HTTP_).
   CGI_NAMES = { 'CONTENT_TYPE' => true, 'CONTENT_LENGTH' => true }.freeze
 
+  BOOT_ERROR_MARKER = 'holdfast-rack: boot error: '
+
   class BadRequest < StandardError; end
 
   def self.log(message)
@@ -51,9 +53,12 @@ module HoldfastRack
   end
 
   # Everything Passenger prints of a boot error: class, message, backtrace.
+  # The last line, with BOOT_ERROR_MARKER, is what holdfast puts in the spawn error's message.
   def self.report_boot_error(error)
     $stderr.write("Error while loading the app (#{error.class}): #{error.message}\n")
-    (error.backtrace || []).first(40).each { |line| $stderr.write("  #{line}\n") }
+    (error.backtrace || []).first(30).each { |line| $stderr.write("  #{line}\n") }
+    first_line = error.message.to_s.lines.first.to_s.strip
+    $stderr.write("#{BOOT_ERROR_MARKER}#{error.class}: #{first_line}\n")
     $stderr.flush
   end
 
