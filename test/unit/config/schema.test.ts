@@ -19,7 +19,8 @@ test('the schema that ships in the package is valid draft 2020-12 and forbids un
 });
 
 test('every key has a type, a description, and a default unless it has none by nature', () => {
-  const noDefault = ['app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path'];
+  // concurrency's default depends on the app type (1 for Rack and WSGI, else 0); app_type's is detected.
+  const noDefault = ['concurrency', 'app_type', 'app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path'];
   for (const key of settingKeys()) {
     const p = propertySchema(key);
     assert.ok(p.type, `${key} has no type`);
@@ -36,7 +37,6 @@ test('the defaults are the ones the spec promises', () => {
     environment: 'production',
     min_instances: 1,
     max_pool_size: 6,
-    concurrency: 0,
     pool_idle_time: 300,
     max_requests: 0,
     memory_limit: 0,
@@ -47,6 +47,9 @@ test('the defaults are the ones the spec promises', () => {
     rolling_restarts: false,
     resist_deployment_errors: false,
     connection_handoff: true,
+    ruby: 'ruby',
+    python: 'python3',
+    spawn_method: 'smart',
     envvars: {},
     log_level: 'info',
   });
@@ -68,6 +71,7 @@ test('every flag changes the resolved config', () => {
     poolIdleTime: '4', maxRequests: '5', memoryLimit: '6', maxRequestQueueSize: '7', startTimeout: '8', drainTimeout: '9', probationTime: '10',
     rollingRestarts: true, resistDeploymentErrors: true, connectionHandoff: false, startupFile: 'server.js', envvar: ['A=1'], logFile: 'x.log',
     logLevel: 'debug', name: 'other', metricsAddress: '127.0.0.1:9464', statusAddress: '127.0.0.1:9465', readinessPath: '/_ready',
+    appType: 'rack', ruby: '/usr/bin/ruby3.1', python: 'python3.11', spawnMethod: 'direct',
   };
   for (const option of configOptions().filter((o) => o.key !== 'app_start_command')) {
     const property = flagProperty(option.flag);
