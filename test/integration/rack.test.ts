@@ -37,7 +37,7 @@ function request(url: string, options: http.RequestOptions, body?: string | Buff
 }
 
 test('a directory with only a config.ru is served as a Rack app with no flag, smart-spawned, one request at a time per process', async () => {
-  const hf = await Holdfast.start(fixtureApp('rack-features'), ['--min-instances', '2']);
+  const hf = await Holdfast.start(fixtureApp('rack-features'), ['--min-instances', '2', '--max-pool-size', '2']);
   try {
     await waitFor('two processes', () => hf.appPids.size >= 2, 30_000);
     const r = await get(hf.url('/'));
@@ -52,12 +52,25 @@ test('a directory with only a config.ru is served as a Rack app with no flag, sm
     assert.equal(preloader.processes, 2);
     assert.ok(hf.lines.some((l) => l.event === 'preloader_ready' && l.preloader_pid === preloader.pid));
     assert.ok(hf.lines.some((l) => l.app_type === 'rack' && l.app_type_reason === 'config.ru found'));
+    // Metrics name the type, the spawn method and the preloader with its processes.
+    const instance = JSON.parse(readFileSync(join(hf.registryDir, hf.name, 'instance.json'), 'utf8')) as { socket_path: string };
+    const metrics = await request('http://holdfast/metrics', {
+      socketPath: instance.socket_path,
+      headers: { authorization: `Bearer ${readFileSync(join(hf.registryDir, hf.name, 'read_token'), 'utf8').trim()}` },
+    });
+    assert.match(metrics.body, /^holdfast_app_info\{app="[^"]+",app_type="rack",spawn_method="smart"\} 1$/m);
+    assert.match(metrics.body, new RegExp(`^holdfast_preloader_processes\\{app="[^"]+",pid="${preloader.pid}",generation="1"\\} 2$`, 'm'));
     // The text status names the type and the preloader.
     const text = await hf.cli(['status']);
     assert.match(text.stdout, /App type: rack \(smart spawning, preloader pid \d+\)/);
-    // Concurrency 1: 4 slow-ish requests at once on 2 processes never share a process.
-    const bodies = await Promise.all([1, 2, 3, 4].map(() => get(hf.url('/'))));
-    assert.ok(bodies.every((b) => b.status === 200));
+    // Concurrency 1: of 4 slow requests at once on 2 processes, 2 are served and 2 wait in the queue.
+    const slow = Promise.all([1, 2, 3, 4].map(() => get(hf.url('/slow'))));
+    const busy = await waitFor('both processes busy', async () => {
+      const s = (await hf.status()).groups[0]!;
+      return s.requests_in_queue === 2 ? s : false;
+    }, 5000, 20);
+    assert.deepEqual(busy.processes.map((p) => p.sessions), [1, 1]);
+    assert.ok((await slow).every((b) => b.status === 200));
     await stopClean(hf);
     assert.ok(!pidAlive(preloader.pid), 'the preloader is gone with holdfast');
   } finally {
