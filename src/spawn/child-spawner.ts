@@ -161,6 +161,9 @@ export class ChildSpawner implements Spawner {
           created.running = preloader;
           this.options.onPreloader?.('ready', preloader.info());
           if (this.closed) void preloader.close();
+          // Its generation may have been superseded while it booted: once the spawns that awaited it
+          // have asked for their fork (microtasks), one nobody needs goes.
+          setImmediate(() => this.retireIdlePreloaders());
           void preloader.gone.then(() => {
             forget();
             this.options.onPreloader?.('stopped', preloader.info());

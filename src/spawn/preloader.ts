@@ -178,8 +178,9 @@ export class Preloader {
     return this.handle.pid;
   }
 
+  /** Processes it forked that still run, and forks under way. */
   get processCount(): number {
-    return this.children.size;
+    return this.children.size + this.pending.length;
   }
 
   get alive(): boolean {
