@@ -15,12 +15,12 @@
 
 import { randomBytes } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { SpawnError, newErrorId } from '../errors';
 import type { ExitInfo, ProcessHandle, UpstreamTarget, UsageSample } from '../core/spawner';
-import { LineSplitter } from './output-tail';
+import { LineSplitter, OutputTail } from './output-tail';
 import { abortError, launch, type LaunchOptions, type LaunchPlan } from './spawned-process';
 import { GroupTerminator } from './terminate';
 import { GroupUsageSampler } from './usage';
@@ -28,6 +28,96 @@ import type { Watchdog } from './watchdog';
 
 /** After the preloader is gone, an orphaned process's exit is noticed by polling its pid. */
 const ORPHAN_POLL_MS = 500;
+/** A forked process connects its stdout and stderr to holdfast within this, or keeps the preloader's. */
+const OUTPUT_CONNECT_MS = 5000;
+/** How long the last lines of a process that exited may still trickle in. */
+const OUTPUT_FLUSH_MS = 500;
+
+type OutputListener = (line: string, meta: { pid: number; stream: 'stdout' | 'stderr' }) => void;
+
+/**
+ * Where a forked process's stdout and stderr go: a private socket it connects to twice (first byte
+ * "1" = stdout, "2" = stderr), so its lines carry its own pid and make its own output tail.
+ */
+class OutputSocket {
+  readonly path: string;
+  private readonly server: Server;
+  private readonly tail = new OutputTail();
+  private pid = 0;
+  private readonly early: Array<[string, 'stdout' | 'stderr']> = [];
+  private timer: NodeJS.Timeout;
+  private listening = true;
+  private readonly open = new Set<Socket>();
+  private drained: (() => void) | undefined;
+
+  constructor(socketDir: string, private readonly onOutput: OutputListener | undefined) {
+    this.path = join(socketDir, `${randomBytes(4).toString('hex')}.out`);
+    let accepted = 0;
+    this.server = createServer((socket) => {
+      if (++accepted >= 2) this.closeServer();
+      this.open.add(socket);
+      socket.once('close', () => {
+        this.open.delete(socket);
+        if (this.open.size === 0) this.drained?.();
+      });
+      socket.on('error', () => undefined);
+      let stream: 'stdout' | 'stderr' | undefined;
+      const splitter = new LineSplitter((line) => this.line(line, stream ?? 'stdout'));
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => {
+        if (stream === undefined) {
+          stream = chunk.startsWith('2') ? 'stderr' : 'stdout';
+          chunk = chunk.slice(1);
+        }
+        splitter.write(chunk);
+      });
+      socket.once('close', () => splitter.end());
+      socket.unref();
+    });
+    this.server.on('error', () => undefined);
+    this.server.listen(this.path);
+    this.server.unref();
+    this.timer = setTimeout(() => this.closeServer(), OUTPUT_CONNECT_MS);
+    this.timer.unref();
+  }
+
+  /** The pid is known once the fork is answered; lines before that wait for it. */
+  attach(pid: number): void {
+    this.pid = pid;
+    for (const [line, stream] of this.early.splice(0)) this.onOutput?.(line, { pid, stream });
+  }
+
+  lines(): readonly string[] {
+    return this.tail.toArray();
+  }
+
+  closeServer(): void {
+    if (!this.listening) return;
+    this.listening = false;
+    clearTimeout(this.timer);
+    this.server.close();
+    removeFile(this.path);
+  }
+
+  /** Resolves once the process's output connections are closed (its last lines are in), or after waitMs. */
+  flushed(waitMs: number): Promise<void> {
+    if (this.open.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, waitMs);
+      timer.unref();
+      this.drained = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private line(line: string, stream: 'stdout' | 'stderr'): void {
+    this.tail.push(line);
+    if (this.pid === 0) this.early.push([line, stream]);
+    else this.onOutput?.(line, { pid: this.pid, stream });
+  }
+}
 
 export interface PreloaderInfo {
   pid: number;
@@ -57,8 +147,10 @@ class ForkedProcess implements ProcessHandle {
     readonly release: string,
     readonly commit: string | undefined,
     private readonly watchdog: Watchdog,
+    private readonly output: OutputSocket,
   ) {
     this.target = { kind: 'unix', socketPath };
+    output.attach(pid);
     watchdog.register(pid, [socketPath]);
     this.terminator = new GroupTerminator(pid, () => this.exitInfo !== undefined);
     this.sampler = new GroupUsageSampler(pid);
@@ -70,7 +162,8 @@ class ForkedProcess implements ProcessHandle {
     if (this.exitInfo !== undefined) return;
     this.exitInfo = info;
     if (this.orphanTimer !== undefined) clearInterval(this.orphanTimer);
-    void this.terminator.sweep().then(() => {
+    this.output.closeServer();
+    void Promise.all([this.terminator.sweep(), this.output.flushed(OUTPUT_FLUSH_MS)]).then(() => {
       this.watchdog.unregister(this.pid);
       removeFile(this.target.kind === 'unix' ? this.target.socketPath : '');
       this.resolveExited(info);
@@ -88,6 +181,11 @@ class ForkedProcess implements ProcessHandle {
 
   eventLoopUtilization(): number | undefined {
     return undefined;
+  }
+
+  /** The last lines the process wrote (stdout and stderr), oldest first. */
+  recentOutput(): readonly string[] {
+    return this.output.lines();
   }
 
   terminate(graceMs: number): Promise<ExitInfo> {
@@ -118,6 +216,7 @@ export class Preloader {
     private readonly socketDir: string,
     private readonly watchdog: Watchdog,
     private readonly onIdle: (preloader: Preloader) => void,
+    private readonly onOutput: OutputListener | undefined,
   ) {
     const splitter = new LineSplitter((line) => this.onLine(line));
     control.setEncoding('utf8');
@@ -153,7 +252,7 @@ export class Preloader {
         });
         socket.once('error', reject);
       });
-      return new Preloader(handle, control, plan.generation, plan.release, plan.commit, socketDir, options.watchdog, onIdle);
+      return new Preloader(handle, control, plan.generation, plan.release, plan.commit, socketDir, options.watchdog, onIdle, options.onOutput);
     } catch (cause) {
       await handle.terminate(0);
       throw new SpawnError(
@@ -196,13 +295,17 @@ export class Preloader {
     if (signal.aborted) throw abortError(signal);
     if (this.closed) throw this.forkError('the preloader is no longer running');
     const socketPath = join(this.socketDir, `${randomBytes(4).toString('hex')}.sock`);
+    const output = new OutputSocket(this.socketDir, this.onOutput);
     const reply = await new Promise<string>((resolve) => {
       this.pending.push({ resolve });
-      this.control.write(`spawn ${socketPath}\n`);
+      this.control.write(`spawn ${socketPath} ${output.path}\n`);
     });
     const ok = /^ok (\d+)$/.exec(reply);
-    if (!ok) throw this.forkError(`the preloader could not fork a process: ${reply.replace(/^error /, '')}`);
-    const child = new ForkedProcess(Number(ok[1]), socketPath, this.release, this.commit, this.watchdog);
+    if (!ok) {
+      output.closeServer();
+      throw this.forkError(`the preloader could not fork a process: ${reply.replace(/^error /, '')}`);
+    }
+    const child = new ForkedProcess(Number(ok[1]), socketPath, this.release, this.commit, this.watchdog, output);
     this.children.set(child.pid, child);
     if (this.closed) child.orphaned();
     if (signal.aborted) {

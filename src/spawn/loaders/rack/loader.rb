@@ -9,9 +9,11 @@
 # Preloader mode (HOLDFAST_PRELOADER=1, smart spawning): load the app once, then listen on
 # HOLDFAST_APP_SOCKET as a control socket. holdfast connects once and sends lines:
 #   hello\n                 -> (first: tells this connection from holdfast's readiness probe)
-#   spawn <socket-path>\n   -> the preloader binds <socket-path>, forks a process that serves it
+#   spawn <socket-path> <output-path>\n
+#                           -> the preloader binds <socket-path>, forks a process that serves it
 #                              (copy-on-write: the app is already loaded) and answers "ok <pid>\n"
-#                              or "error <message>\n"
+#                              or "error <message>\n"; the process connects its stdout and stderr
+#                              to <output-path> (first byte 1 or 2), so its output carries its pid
 # and reads "exit <pid> <status> <signal>\n" whenever one of those processes ends (the preloader is
 # their parent, so only it can see their exit status). When holdfast closes the control connection
 # the preloader exits; its processes are holdfast's to stop.
@@ -71,6 +73,19 @@ module HoldfastRack
     pools.each(&:disconnect!)
   rescue StandardError => e
     log("could not close the database connections before forking: #{e.class}: #{e.message}")
+  end
+
+  # A forked process's own stdout and stderr (see Preloader), instead of the preloader's pipes.
+  def self.own_output(path)
+    [[$stdout, '1'], [$stderr, '2']].each do |io, tag|
+      socket = UNIXSocket.new(path)
+      socket.write(tag)
+      io.reopen(socket)
+      io.sync = true
+      socket.close
+    end
+  rescue SystemCallError, IOError => e
+    log("output stays with the preloader: #{e.class}: #{e.message}")
   end
 
   def self.load_app(rackup)
@@ -438,7 +453,8 @@ module HoldfastRack
       while (line = conn.gets)
         command, argument = line.chomp.split(' ', 2)
         if command == 'spawn' && argument
-          reply(spawn_process(argument))
+          socket_path, output_path = argument.split(' ', 2)
+          reply(spawn_process(socket_path, output_path))
         else
           reply("error unknown command #{command.inspect}")
         end
@@ -452,13 +468,14 @@ module HoldfastRack
       @lock.synchronize { @conn.write("#{line}\n") }
     end
 
-    def spawn_process(socket_path)
+    def spawn_process(socket_path, output_path)
       listener = UNIXServer.new(socket_path)
       pid = @lock.synchronize do
         fork do
           # Its own process group, so holdfast can stop it (and what it forks) alone.
           Process.setpgid(0, 0)
           @conn.close
+          HoldfastRack.own_output(output_path) if output_path
           %w[TERM INT QUIT].each { |sig| trap(sig, 'DEFAULT') }
           Server.new(@app, listener).run
           exit!(0)
