@@ -101,6 +101,7 @@ export class ChildSpawner implements Spawner {
     } catch {
       const file = this.options.startupFile;
       if (this.type === 'rack') return `${this.settings.ruby} ${join(this.options.appDir, file ?? 'config.ru')}`;
+      if (this.type === 'wsgi') return `${this.settings.python} ${join(this.options.appDir, file ?? 'passenger_wsgi.py')}`;
       return `node ${join(this.options.appDir, file ?? '(package.json main | app.js | index.js | server.js)')}`;
     }
   }

@@ -476,6 +476,9 @@ module HoldfastRack
           Process.setpgid(0, 0)
           @conn.close
           HoldfastRack.own_output(output_path) if output_path
+          # What a process started directly would see.
+          ENV.delete('HOLDFAST_PRELOADER')
+          ENV['HOLDFAST_APP_SOCKET'] = socket_path
           %w[TERM INT QUIT].each { |sig| trap(sig, 'DEFAULT') }
           Server.new(@app, listener).run
           exit!(0)
