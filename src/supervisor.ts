@@ -19,9 +19,9 @@ import type { LogHandle } from './log/logger';
 import { connectionCap } from './proxy/connection-cap';
 import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, createProxy } from './proxy/server';
 import { StaticFiles, type StaticFilesSettings } from './proxy/static-files';
-import { ChildSpawner, resolveNodeEntry } from './spawn/child-spawner';
+import { ChildSpawner } from './spawn/child-spawner';
+import { checkLaunchable } from './spawn/launchers';
 import { startWatchdog } from './spawn/watchdog';
-import { resolveWsgiStartupFile } from './spawn/wsgi-app';
 import { groupOptions } from './supervisor/group-options';
 import { composeObservers, loggingObserver, upstreamCloser } from './supervisor/observers';
 import { ResourceStack } from './supervisor/resources';
@@ -61,8 +61,7 @@ const STOP_GRACE_MS = 30_000;
 export async function startSupervisor(config: HoldfastConfig, options: SupervisorOptions): Promise<RunningSupervisor> {
   const logger = options.log.logger;
   // Fail fast on an app that cannot be found, before anything is started.
-  if (config.appType === 'wsgi') resolveWsgiStartupFile(await resolveAppDir(config.appDir), config.startupFile);
-  else if (config.appStartCommand === undefined) resolveNodeEntry(await resolveAppDir(config.appDir), config.startupFile);
+  checkLaunchable(config.appType, await resolveAppDir(config.appDir), { ...appSettings(config), ruby: config.ruby, python: config.python });
 
   const resources = new ResourceStack();
   let resolveClosed!: () => void;
@@ -136,9 +135,11 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     const appLogger = logger.child({ app: config.name });
     const spawner = new ChildSpawner({
       appDir: config.appDir,
-      ...(config.appStartCommand !== undefined ? { appStartCommand: config.appStartCommand } : {}),
-      ...(config.startupFile !== undefined ? { startupFile: config.startupFile } : {}),
-      ...(config.appType === 'wsgi' ? { appType: 'wsgi' as const, python: config.python } : {}),
+      ...appSettings(config),
+      appType: config.appType,
+      ruby: config.ruby,
+      python: config.python,
+      spawnMethod: config.spawnMethod,
       environment: config.environment,
       envvars: config.envvars,
       startTimeoutMs: config.startTimeoutMs,
@@ -146,6 +147,11 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
       socketDir,
       watchdog,
       onOutput: (line, meta) => appLogger.info({ event: 'app_output', app_pid: meta.pid, stream: meta.stream }, line),
+      onPreloader: (event, p) =>
+        appLogger.info(
+          { event: `preloader_${event}`, preloader_pid: p.pid, generation: p.generation, release: p.release },
+          `preloader ${p.pid} ${event === 'ready' ? 'loaded the app' : 'stopped'} (generation ${p.generation})`,
+        ),
       ...(handoff
         ? {
             handoff: {
@@ -162,6 +168,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
           }
         : {}),
     });
+    resources.defer('preloaders', () => spawner.close()); // once no process of theirs is left
     const group = new Group(groupOptions(config), {
       spawner,
       clock: systemClock,
@@ -190,7 +197,7 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     const failure = group.startFailure();
     if (failure) throw failure;
     logger.info(
-      { event: 'serving', address: bound.address, port: bound.port, app_root: config.appDir, environment: config.environment, version: VERSION },
+      { event: 'serving', address: bound.address, port: bound.port, app_root: config.appDir, app_type: config.appType, app_type_reason: config.appTypeReason, environment: config.environment, version: VERSION },
       `holdfast ${VERSION} serving ${config.appDir} on http://${bound.address}:${bound.port}`,
     );
     options.onListening?.(bound);
@@ -199,6 +206,13 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     await resources.unwind(false);
     throw err;
   }
+}
+
+function appSettings(config: HoldfastConfig): { appStartCommand?: string; startupFile?: string } {
+  return {
+    ...(config.appStartCommand !== undefined ? { appStartCommand: config.appStartCommand } : {}),
+    ...(config.startupFile !== undefined ? { startupFile: config.startupFile } : {}),
+  };
 }
 
 async function resolveAppDir(appDir: string): Promise<string> {

@@ -163,7 +163,9 @@ export function createMetrics(opts: MetricsOptions): Metrics {
   const rss = gauge('holdfast_process_resident_memory_bytes', 'Resident memory (RSS) of an app process.', perProcess);
   const cpu = gauge('holdfast_process_cpu_ratio', 'CPU use of an app process over the last few seconds, as a fraction of one core.', perProcess);
   const startTime = gauge('holdfast_process_start_time_seconds', 'When an app process was started, in seconds since the Unix epoch.', perProcess);
-  const snapshotGauges = [processes, spawning, queue, generation, resisting, restartRunning, restartReplaced, restartToReplace, sessions, rss, cpu, startTime];
+  const appInfo = gauge('holdfast_app_info', 'Always 1; the labels say how the app runs: app_type (node, rack, wsgi, generic) and spawn_method (smart, direct).', ['app', 'app_type', 'spawn_method']);
+  const preloaders = gauge('holdfast_preloader_processes', 'Smart spawning: app processes a running preloader has forked that still run, per preloader pid and generation.', perProcess);
+  const snapshotGauges = [processes, spawning, queue, generation, resisting, restartRunning, restartReplaced, restartToReplace, sessions, rss, cpu, startTime, appInfo, preloaders];
 
   info.set({ version: opts.version, name: opts.instance }, 1);
 
@@ -189,6 +191,8 @@ export function createMetrics(opts: MetricsOptions): Metrics {
       restartRunning.set({ app }, group.restart ? 1 : 0);
       restartReplaced.set({ app }, group.restart?.replaced ?? 0);
       restartToReplace.set({ app }, group.restart?.total ?? 0);
+      if (group.app_type !== undefined) appInfo.set({ app, app_type: group.app_type, spawn_method: group.spawn_method ?? 'direct' }, 1);
+      for (const p of group.preloaders ?? []) preloaders.set({ app, pid: String(p.pid), generation: String(p.generation) }, p.processes);
     }
   }
 

@@ -42,6 +42,7 @@ function renderGroup(group: GroupSnapshot, now: number, options: StatusTextOptio
   const lines: string[] = [];
   lines.push(`${group.name} (${group.environment}):`);
   lines.push(`  App root: ${group.app_root}`);
+  if (group.app_type !== undefined) lines.push(`  App type: ${group.app_type}${spawnNote(group)}`);
   lines.push(`  Generation: ${group.generation}`);
   const modes = [group.rolling_restarts ? 'rolling restarts' : 'plain restarts'];
   if (group.resist_deployment_errors) modes.push('resists deployment errors');
@@ -245,4 +246,12 @@ function trimTrailingBlank(lines: readonly string[]): string[] {
   const out = [...lines];
   while (out.length > 0 && out[out.length - 1]!.trim() === '') out.pop();
   return out;
+}
+
+/** "(smart spawning, preloader pid 123)" for a smart-spawned group; "" for the others. */
+function spawnNote(group: GroupSnapshot): string {
+  if (group.spawn_method !== 'smart') return '';
+  const pids = (group.preloaders ?? []).map((p) => p.pid);
+  if (pids.length === 0) return ' (smart spawning, no preloader running)';
+  return ` (smart spawning, preloader pid ${pids.join(', ')})`;
 }

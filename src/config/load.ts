@@ -4,7 +4,7 @@
 import { accessSync, constants, lstatSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConfigError, HoldfastError } from '../errors';
-import { decideAppType, type AppType } from './app-type';
+import { defaultConcurrency, detectAppType, startupFileMismatch, type SpawnMethod } from './app-type';
 import { parseHostPort } from './host-port';
 import { JsonTextError, parseJsonText } from './json-text';
 import { configOptions, flagProperty, optionFor } from './options';
@@ -99,23 +99,25 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     const problem = checkReadableFile(resolve(appDir, startupFile));
     if (problem) problems.push(`${subject(merged.get('startup_file')!.source, 'startup_file')} ${problem}`);
   }
+  const detected = detectAppType({
+    appDir,
+    appType: badKeys.has('app_type') ? undefined : value<string | undefined>('app_type'),
+    startupFile,
+    appStartCommand: value<string | undefined>('app_start_command'),
+  });
+  if (startupFile !== undefined && !badKeys.has('app_type')) {
+    const mismatch = startupFileMismatch(detected.type, startupFile);
+    if (mismatch) problems.push(`${configPrefix(merged.get('startup_file')!.source)}${mismatch}`);
+  }
+  if (detected.type === 'generic' && value<string | undefined>('app_start_command') === undefined) {
+    problems.push(`${describe('app_type')} needs app_start_command: a generic app is started by that command and must listen on $PORT`);
+  }
 
   const bufferDir = merged.get('data_buffer_dir');
   if (bufferDir !== undefined && !badKeys.has('data_buffer_dir')) {
     const problem = checkWritableDir(pathSetting(bufferDir, input.cwd)!);
     if (problem) problems.push(`${subject(bufferDir.source, 'data_buffer_dir')} ${problem}`);
   }
-  // The app's type (WSGI apps: issue 17); Python processes serve one request at a time by default.
-  const app = decideAppType({
-    appDir,
-    appType: value<AppType | undefined>('app_type'),
-    startupFile,
-    appStartCommand: value<string | undefined>('app_start_command'),
-    describe,
-  });
-  if (app.problem !== undefined && !badKeys.has('app_type') && !badKeys.has('startup_file')) problems.push(app.problem);
-  const concurrency = app.appType === 'wsgi' && merged.get('concurrency')!.source.kind === 'default' ? 1 : value<number>('concurrency');
-
   if (problems.length > 0) throw new ConfigError(problems);
 
   if (value<boolean>('resist_deployment_errors') && !value<boolean>('rolling_restarts')) {
@@ -138,7 +140,12 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     environment: value('environment'),
     minInstances: value('min_instances'),
     maxPoolSize: value('max_pool_size'),
-    concurrency,
+    appType: detected.type,
+    appTypeReason: detected.reason,
+    ruby: value('ruby'),
+    python: value('python'),
+    spawnMethod: value<SpawnMethod>('spawn_method'),
+    concurrency: value<number | undefined>('concurrency') ?? defaultConcurrency(detected.type),
     poolIdleTimeMs: seconds('pool_idle_time'),
     maxRequests: value('max_requests'),
     memoryLimitBytes: value<number>('memory_limit') * 1024 * 1024,
@@ -160,8 +167,6 @@ export function loadConfig(input: LoadConfigInput): HoldfastConfig {
     maxRequestQueueTimeMs: seconds('max_request_queue_time'),
     maxRequestTimeMs: seconds('max_request_time'),
     startupFile,
-    appType: app.appType,
-    python: value('python'),
     envvars: { ...value<Record<string, string>>('envvars') },
     // A path in the file is relative to the file, a path on the command line to the current dir.
     logFile: logFile
@@ -367,6 +372,11 @@ function subject(source: Source, keyPath: string): string {
   if (source.kind === 'file') return `${source.path}: ${keyPath}`;
   if (source.kind === 'flags') return optionFor(keyPath.split('.')[0]!).flag;
   return keyPath;
+}
+
+/** "/app/holdfast.json: " for a file, "" otherwise: the start of a message that names its own key. */
+function configPrefix(source: Source): string {
+  return source.kind === 'file' ? `${source.path}: ` : '';
 }
 
 function origin(source: Source, key: string): string {

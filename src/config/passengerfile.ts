@@ -26,7 +26,6 @@ const unsupported = (hint: string, ...harmless: unknown[]): Rule => ({ kind: 'un
 
 const NO_NGINX = 'holdfast has its own HTTP proxy, no Nginx';
 const TLS = 'terminate TLS in a load balancer or reverse proxy in front of holdfast';
-const OTHER_LANGUAGES = 'holdfast runs Node and WSGI apps, and apps in any language through app_start_command';
 const ULIMIT = 'raise the limit (ulimit -n, or LimitNOFILE= under systemd) before starting holdfast';
 const ROUTING = 'holdfast routes each request to the least busy process';
 
@@ -46,21 +45,19 @@ export const PASSENGER_RULES: Readonly<Record<string, Rule>> = {
   instance_registry_dir: unsupported('set the HOLDFAST_INSTANCE_REGISTRY_DIR environment variable instead'),
   core_file_descriptor_ulimit: unsupported(ULIMIT),
   // application loading
-  ruby: unsupported(OTHER_LANGUAGES),
   nodejs: unsupported('to run the app with another node binary, use app_start_command'),
   meteor_app_settings: unsupported('start a Meteor app with app_start_command'),
   app_support_kuria_protocol: unsupported('holdfast does not speak the Kuria protocol; the app must listen on $PORT', false),
-  spawn_method: unsupported('holdfast starts every process directly (spawn_method "direct")', 'direct'),
   direct_instance_request_address: unsupported('holdfast reaches its app processes over loopback on its own'),
   restart_dir: unsupported('holdfast watches tmp/restart.txt in the app dir'),
   friendly_error_pages: unsupported('the error page shows the cause when environment is "development", and never otherwise'),
   custom_error_page: unsupported('holdfast shows its own error page'),
   load_shell_envvars: unsupported('put the variables the app needs in envvars', false),
-  preload_bundler: unsupported('a Ruby option', false),
+  preload_bundler: noEffect('a Rack app with a Gemfile gets Bundler activated before it loads, always'),
   app_file_descriptor_ulimit: unsupported(ULIMIT),
   debugger: unsupported('start the app with app_start_command "node --inspect ..." instead', false),
   // process management
-  max_preloader_idle_time: noEffect('holdfast has no preloader processes'),
+  max_preloader_idle_time: noEffect('a preloader stops once a newer generation has its own, or holdfast stops'),
   app_connect_timeout: unsupported('start_timeout bounds how long a new process may take to accept connections'),
   concurrency_model: unsupported('holdfast runs one app process per pool slot (concurrency_model "process")', 'process'),
   thread_count: unsupported('a Ruby option; concurrency bounds the sessions of one process'),
@@ -97,7 +94,7 @@ export const PASSENGER_RULES: Readonly<Record<string, Rule>> = {
 /** Passenger's numeric log levels (0 crit .. 7 debug3) in holdfast's words. */
 const PASSENGER_LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'info', 'debug', 'trace', 'trace'] as const;
 
-/** Passenger's option to force a concurrency per process; -1 (its default) leaves Node apps unlimited. */
+/** Passenger's option to force a concurrency per process; -1 (its default) keeps the app type's default (1 for Ruby and Python, unlimited for Node). */
 const FORCE_CONCURRENCY = 'force_max_concurrent_requests_per_process';
 
 /** The Passenger Standalone options that are not holdfast keys. */
@@ -150,12 +147,8 @@ export function translatePassengerfile(raw: Record<string, unknown>, file: strin
       } else if ('concurrency' in raw) {
         problems.push(`${file}: set only one of "concurrency" and "${FORCE_CONCURRENCY}" (they mean the same)`);
       } else {
-        set('concurrency', n === -1 ? 0 : n);
+        if (n !== -1) set('concurrency', n);
       }
-      continue;
-    }
-    if (key === 'app_type' && value === 'nodejs') {
-      set(key, 'node'); // Passenger's other name for it
       continue;
     }
     if (key === '$schema') {

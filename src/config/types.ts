@@ -1,6 +1,6 @@
 // The resolved configuration: flags > config file > defaults, already validated.
 
-import type { AppType } from './app-type';
+import type { AppType, SpawnMethod } from './app-type';
 import type { HostPort } from './host-port';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -16,7 +16,16 @@ export interface HoldfastConfig {
   environment: string;
   minInstances: number;
   maxPoolSize: number;
-  /** Max sessions per process; 0 = unlimited. */
+  /** Detected as Passenger does (config/app-type.ts), or named by app_type. */
+  appType: AppType;
+  /** Why appType is what it is, for the start-up log ("config.ru found", "app_type", ...). */
+  appTypeReason: string;
+  /** Interpreters of Rack and WSGI apps (a command on PATH or an absolute path). */
+  ruby: string;
+  python: string;
+  /** smart = one preloader per generation forks the processes (Rack apps only); direct = each from scratch. */
+  spawnMethod: SpawnMethod;
+  /** Max sessions per process; 0 = unlimited. Default by app type: 1 for Rack and WSGI, else 0. */
   concurrency: number;
   poolIdleTimeMs: number;
   /** 0 = off. */
@@ -52,10 +61,6 @@ export interface HoldfastConfig {
   maxRequestTimeMs: number;
   /** As given: relative paths are relative to the app dir (resolve it against the release dir at each spawn). */
   startupFile: string | undefined;
-  /** Decided by config/app-type.ts: app_type, or detected from the app dir. */
-  appType: AppType;
-  /** The interpreter of a WSGI app (python). */
-  python: string;
   envvars: Record<string, string>;
   /** Absolute; undefined = standard output. */
   logFile: string | undefined;

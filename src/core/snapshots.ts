@@ -90,6 +90,21 @@ export interface GroupSnapshot {
   requests_in_queue: number;
   spawning: number;
   processes: ProcessSnapshot[];
+  // Added by the supervisor from the spawner (core does not know how processes are started):
+  /** 'node' | 'rack' | 'wsgi' | 'generic'. */
+  app_type?: string;
+  /** 'smart' (forked from a preloader per generation) or 'direct'. */
+  spawn_method?: 'smart' | 'direct';
+  /** Smart spawning: the preloaders that run now. */
+  preloaders?: PreloaderSnapshot[];
+}
+
+export interface PreloaderSnapshot {
+  pid: number;
+  generation: number;
+  release: string;
+  /** Processes forked by it that still run. */
+  processes: number;
 }
 
 export interface PoolSnapshot {

@@ -2,6 +2,7 @@
 // OS processes, tests with a fake whose every spawn is a deferred the test settles.
 
 import type { ProcessHandle } from './process-handle';
+import type { PreloaderSnapshot } from './snapshots';
 
 export interface SpawnRequest {
   generation: number;
@@ -19,4 +20,12 @@ export interface Spawner {
   spawn(request: SpawnRequest): Promise<ProcessHandle>;
   /** The command line shown in errors and status (no secrets). */
   describeCommand(): string;
+  /** How processes are started, for status and metrics: the app type and, for smart spawning, its preloaders. */
+  inspect?(): SpawnerSnapshot;
+}
+
+export interface SpawnerSnapshot {
+  app_type: string;
+  spawn_method: 'smart' | 'direct';
+  preloaders?: PreloaderSnapshot[];
 }

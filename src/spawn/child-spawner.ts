@@ -1,35 +1,39 @@
-// The Spawner core uses, with real OS processes. A Node app runs as
-// `node --require node-hook.js <entry>` and listens on a Unix socket the hook gives it; a WSGI app
-// runs as `python wsgi_loader.py passenger_wsgi.py` (wsgi-app.ts) on such a socket; a generic
-// app runs as `/bin/sh -c <app_start_command>` and listens on $PORT of 127.0.0.1.
+// The Spawner core uses, with real OS processes. What runs depends on the app type (launchers.ts):
+// a Node app runs as `node --require node-hook.js <entry>` and listens on a Unix socket the hook
+// gives it; a Rack app runs holdfast's Rack loader, forked from a preloader per generation (smart
+// spawning, preloader.ts) or started from scratch (direct); a generic app runs as
+// `/bin/sh -c <app_start_command>` and listens on $PORT of 127.0.0.1.
 
 import { checkHealth, type HealthCheck } from './health-check';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { HoldfastError, SpawnError, newErrorId } from '../errors';
-import type { ProcessHandle, UpstreamTarget } from '../core/process-handle';
-import type { SpawnRequest, Spawner } from '../core/spawner';
+import type { ProcessHandle } from '../core/process-handle';
+import type { SpawnRequest, Spawner, SpawnerSnapshot } from '../core/spawner';
 import { readGitCommit } from './git-commit';
 import type { RequestStatsListener } from './hook-channel';
+import { LAUNCHERS, LOADER_ENV, type LaunchAppType, type LauncherSettings, type Recipe } from './launchers';
 import type { HandoffSettings } from './node-hook';
-import { abortError, launch, type LaunchPlan } from './spawned-process';
+import { Preloader, type PreloaderInfo } from './preloader';
+import { abortError, launch, type LaunchOptions, type LaunchPlan } from './spawned-process';
 import { pickFreePort } from './tcp';
 import type { Watchdog } from './watchdog';
-import { describeWsgiCommand, resolveWsgiStartupFile, wsgiLaunch } from './wsgi-app';
 
 export interface ChildSpawnerOptions {
   /** Absolute; may be a symlink (`current -> releases/X`) a deploy tool switches between spawns. */
   appDir: string;
+  /** Default: 'generic' with appStartCommand, else 'node'. */
+  appType?: LaunchAppType;
   /** Set for a generic (non-Node) app, which must listen on $PORT. */
   appStartCommand?: string;
-  /** A Node app's entry (or a WSGI app's startup file), relative to the app dir. */
+  /** The app's startup file (Node entry, rackup file), relative to the app dir. */
   startupFile?: string;
-  /** 'wsgi': a Python app started through holdfast's WSGI loader (wsgi-app.ts); default 'node'. */
-  appType?: 'node' | 'wsgi';
-  /** The interpreter of a WSGI app. */
+  /** Interpreters of Rack and WSGI apps. Default: ruby, python3. */
+  ruby?: string;
   python?: string;
+  /** 'smart' (default): Rack apps are forked from a preloader per generation; 'direct': each from scratch. */
+  spawnMethod?: 'smart' | 'direct';
   /** NODE_ENV (and RAILS_ENV, RACK_ENV) unless envvars sets them. */
   environment: string;
   envvars: Record<string, string>;
@@ -44,132 +48,106 @@ export interface ChildSpawnerOptions {
   handoff?: HandoffSettings;
   /** Request counts from the hand-off path, for metrics. */
   onRequestStats?: RequestStatsListener;
+  /** Smart spawning: a preloader has loaded the app ('ready') or is gone ('stopped'), for the log. */
+  onPreloader?(event: 'ready' | 'stopped', info: PreloaderInfo): void;
 }
-
-/** A process that failed its health check gets this long between SIGTERM and SIGKILL. */
-const HEALTH_CHECK_KILL_GRACE_MS = 2000;
-
-/** Read by node-hook.ts, which may import nothing of holdfast and so spells them itself. */
-export const HOOK_ENV = { socket: 'HOLDFAST_APP_SOCKET', handoff: 'HOLDFAST_HANDOFF' } as const;
-
-/** Compiled next to this file. */
-export const NODE_HOOK_PATH = join(__dirname, 'node-hook.js');
 
 /** sun_path holds 108 bytes on Linux (104 on BSDs); stay clearly below. */
 const MAX_SOCKET_PATH_BYTES = 100;
 const SOCKET_NAME_BYTES = 'ffffffff.sock'.length + 1;
 
-const DEFAULT_ENTRIES = ['app.js', 'index.js', 'server.js'];
-
 // Inherited from holdfast's own environment, these would make the app's node misread fd 3
-// (an IPC channel of holdfast's parent) or believe it is a cluster worker.
-const NOT_INHERITED = ['NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE', 'NODE_UNIQUE_ID', HOOK_ENV.socket, HOOK_ENV.handoff];
+// (an IPC channel of holdfast's parent) or believe it is a cluster worker, or a loader take a
+// socket or mode meant for another process.
+const NOT_INHERITED = ['NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE', 'NODE_UNIQUE_ID', ...Object.values(LOADER_ENV)];
 
-function isReadableFile(path: string): boolean {
-  try {
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}
-
-function packageMain(appDir: string): string | undefined {
-  try {
-    const pkg = JSON.parse(readFileSync(join(appDir, 'package.json'), 'utf8')) as { main?: unknown };
-    return typeof pkg.main === 'string' && pkg.main.trim() !== '' ? pkg.main : undefined;
-  } catch {
-    return undefined; // no package.json, or one node will complain about itself
-  }
-}
-
-function checkReadable(entry: string, appDir: string): string {
-  try {
-    accessSync(entry, constants.R_OK);
-  } catch (cause) {
-    throw new HoldfastError('HF_APP_DIR', `startup file ${entry} in ${appDir} is not readable`, { cause });
-  }
-  return entry;
-}
-
-/**
- * The absolute path of a Node app's entry: startupFile if given, else package.json "main" when
- * that file exists, else the first of app.js, index.js, server.js. Throws HoldfastError HF_APP_DIR
- * with one line naming the dir and what was looked for.
- */
-export function resolveNodeEntry(appDir: string, startupFile?: string): string {
-  let isDir: boolean;
-  try {
-    isDir = statSync(appDir).isDirectory();
-  } catch (cause) {
-    throw new HoldfastError('HF_APP_DIR', `app dir ${appDir} does not exist`, { cause });
-  }
-  if (!isDir) throw new HoldfastError('HF_APP_DIR', `app dir ${appDir} is not a directory`);
-  if (startupFile !== undefined && startupFile !== '') {
-    const entry = resolve(appDir, startupFile);
-    if (!isReadableFile(entry)) {
-      throw new HoldfastError('HF_APP_DIR', `startup file ${startupFile} not found in app dir ${appDir}`);
-    }
-    return checkReadable(entry, appDir);
-  }
-  const main = packageMain(appDir);
-  // "main" as node resolves it, roughly; npm init writes "index.js" whether or not it exists,
-  // so a missing main falls through to the usual names instead of failing.
-  const candidates = main === undefined ? [] : ['', '.js', '.cjs', '.mjs', '/index.js'].map((ext) => resolve(appDir, main + ext));
-  for (const entry of [...candidates, ...DEFAULT_ENTRIES.map((name) => join(appDir, name))]) {
-    if (isReadableFile(entry)) return checkReadable(entry, appDir);
-  }
-  const lookedFor = [...(main === undefined ? [] : [`package.json "main" (${main})`]), ...DEFAULT_ENTRIES].join(', ');
-  throw new HoldfastError(
-    'HF_APP_DIR',
-    `no Node app entry in ${appDir}: looked for ${lookedFor}; set startup_file, or app_start_command for a non-Node app`,
-  );
-}
+/** A process that failed its health check gets this long between SIGTERM and SIGKILL. */
+const HEALTH_CHECK_KILL_GRACE_MS = 2000;
 
 export class ChildSpawner implements Spawner {
   private readonly options: ChildSpawnerOptions;
+  private readonly type: LaunchAppType;
+  private readonly settings: LauncherSettings;
+  /** Smart spawning: one preloader (being started, or running) per generation and release. */
+  private readonly preloaders = new Map<string, { pending: Promise<Preloader>; running?: Preloader }>();
+  /** The newest generation a spawn was asked for: older preloaders go once their processes have. */
+  private newestGeneration = 0;
+  private closed = false;
 
   constructor(options: ChildSpawnerOptions) {
+    this.type = options.appType ?? (options.appStartCommand !== undefined ? 'generic' : 'node');
     const socketBytes = Buffer.byteLength(options.socketDir) + SOCKET_NAME_BYTES;
-    if (options.appStartCommand === undefined && socketBytes > MAX_SOCKET_PATH_BYTES) {
+    if (this.type !== 'generic' && socketBytes > MAX_SOCKET_PATH_BYTES) {
       throw new HoldfastError(
         'HF_INTERNAL',
         `socket dir ${options.socketDir} is too long for Unix socket paths (${socketBytes} of at most ${MAX_SOCKET_PATH_BYTES} bytes)`,
       );
     }
     this.options = { ...options, envvars: { ...options.envvars } };
+    this.settings = {
+      ...(options.appStartCommand !== undefined ? { appStartCommand: options.appStartCommand } : {}),
+      ...(options.startupFile !== undefined ? { startupFile: options.startupFile } : {}),
+      ruby: options.ruby ?? 'ruby',
+      python: options.python ?? 'python3',
+      ...(options.handoff ? { handoff: JSON.stringify(options.handoff) } : {}),
+    };
+  }
+
+  get appType(): LaunchAppType {
+    return this.type;
+  }
+
+  /** Whether processes are forked from a preloader (smart spawning of a Rack app). */
+  get smart(): boolean {
+    return this.type === 'rack' && this.options.spawnMethod !== 'direct';
   }
 
   describeCommand(): string {
-    const { appStartCommand, appDir, startupFile } = this.options;
-    if (appStartCommand !== undefined) return appStartCommand;
-    if (this.options.appType === 'wsgi') {
-      const python = this.options.python ?? 'python3';
-      try {
-        return describeWsgiCommand(python, resolveWsgiStartupFile(appDir, startupFile));
-      } catch {
-        return describeWsgiCommand(python, join(appDir, startupFile ?? 'passenger_wsgi.py'));
-      }
-    }
     try {
-      return `node ${resolveNodeEntry(appDir, startupFile)}`;
+      return this.recipe(this.options.appDir, 0, join(this.options.socketDir, 'x.sock')).description;
     } catch {
-      return `node ${join(appDir, startupFile ?? '(package.json main | app.js | index.js | server.js)')}`;
+      const file = this.options.startupFile;
+      if (this.type === 'rack') return `${this.settings.ruby} ${join(this.options.appDir, file ?? 'config.ru')}`;
+      if (this.type === 'wsgi') return `${this.settings.python} ${join(this.options.appDir, file ?? 'passenger_wsgi.py')}`;
+      return `node ${join(this.options.appDir, file ?? '(package.json main | app.js | index.js | server.js)')}`;
     }
+  }
+
+  inspect(): SpawnerSnapshot {
+    return { app_type: this.type, spawn_method: this.smart ? 'smart' : 'direct', ...(this.smart ? { preloaders: this.preloaderInfo() } : {}) };
+  }
+
+  /** The preloaders that run now (smart spawning), for status and metrics. */
+  preloaderInfo(): PreloaderInfo[] {
+    const infos: PreloaderInfo[] = [];
+    for (const { running } of this.preloaders.values()) if (running?.alive) infos.push(running.info());
+    return infos;
+  }
+
+  /** Stops the preloaders; the processes are the pool's to stop. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.preloaders.values()];
+    this.preloaders.clear();
+    await Promise.all(all.map((e) => e.pending.then((preloader) => preloader.close(), () => undefined)));
   }
 
   async spawn(request: SpawnRequest): Promise<ProcessHandle> {
     if (request.signal.aborted) throw abortError(request.signal);
     const release = await this.resolveRelease(request);
     const commit = await readGitCommit(release);
-    const plan = await this.plan(release, commit, request.generation);
-    if (request.signal.aborted) throw abortError(request.signal);
-    const handle = await launch(plan, {
-      startTimeoutMs: this.options.startTimeoutMs,
-      watchdog: this.options.watchdog,
-      signal: request.signal,
-      ...(this.options.onOutput ? { onOutput: this.options.onOutput } : {}),
-      ...(this.options.onRequestStats ? { onRequestStats: this.options.onRequestStats } : {}),
-    });
+    let handle: ProcessHandle;
+    if (this.smart) handle = await this.forkFromPreloader(request, release, commit);
+    else {
+      const plan = await this.plan(release, commit, request.generation);
+      if (request.signal.aborted) throw abortError(request.signal);
+      handle = await launch(plan, this.launchOptions(request.signal));
+    }
+    return this.healthChecked(handle, request, release);
+  }
+
+  /** health_check_path: the new process must answer 2xx before it is ready; else it is stopped and the spawn fails. */
+  private async healthChecked(handle: ProcessHandle, request: SpawnRequest, release: string): Promise<ProcessHandle> {
     const check = this.options.healthCheck;
     if (!check) return handle;
     const failure = await checkHealth(handle.target, check, request.signal);
@@ -179,7 +157,7 @@ export class ChildSpawner implements Spawner {
     throw new SpawnError(`app process ${handle.pid} ${failure}: health_check_path must answer 2xx before it may serve`, {
       category: 'health_check',
       errorId: newErrorId(),
-      command: plan.description,
+      command: this.describeCommand(),
       exitCode: exit.code,
       signal: exit.signal,
       outputTail: handle.recentOutput?.() ?? [],
@@ -187,6 +165,71 @@ export class ChildSpawner implements Spawner {
       generation: request.generation,
       at: Date.now(),
     });
+  }
+
+  private launchOptions(signal: AbortSignal): LaunchOptions {
+    return {
+      startTimeoutMs: this.options.startTimeoutMs,
+      watchdog: this.options.watchdog,
+      signal,
+      ...(this.options.onOutput ? { onOutput: this.options.onOutput } : {}),
+      ...(this.options.onRequestStats ? { onRequestStats: this.options.onRequestStats } : {}),
+    };
+  }
+
+  private async forkFromPreloader(request: SpawnRequest, release: string, commit: string | undefined): Promise<ProcessHandle> {
+    if (this.closed) throw abortError(request.signal);
+    if (request.generation > this.newestGeneration) {
+      this.newestGeneration = request.generation;
+      this.retireIdlePreloaders();
+    }
+    const key = `${request.generation}\0${release}`;
+    let entry = this.preloaders.get(key);
+    if (entry === undefined) {
+      const created: { pending: Promise<Preloader>; running?: Preloader } = { pending: this.startPreloader(release, commit, request.generation) };
+      entry = created;
+      this.preloaders.set(key, created);
+      const forget = () => {
+        if (this.preloaders.get(key) === created) this.preloaders.delete(key);
+      };
+      // A preloader that could not load the app is a spawn error now; the next spawn tries afresh.
+      created.pending.then(
+        (preloader) => {
+          created.running = preloader;
+          this.options.onPreloader?.('ready', preloader.info());
+          if (this.closed) void preloader.close();
+          // Its generation may have been superseded while it booted: once the spawns that awaited it
+          // have asked for their fork (microtasks), one nobody needs goes.
+          setImmediate(() => this.retireIdlePreloaders());
+          void preloader.gone.then(() => {
+            forget();
+            this.options.onPreloader?.('stopped', preloader.info());
+          });
+        },
+        forget,
+      );
+    }
+    // The preloader is shared by every spawn of its generation: one spawn's abort must not kill it.
+    const preloader = await raceAbort(entry.pending, request.signal);
+    return preloader.fork(request.signal);
+  }
+
+  private async startPreloader(release: string, commit: string | undefined, generation: number): Promise<Preloader> {
+    const plan = await this.plan(release, commit, generation);
+    plan.env[LOADER_ENV.preloader] = '1';
+    plan.description = `${plan.description} (preloader)`;
+    // The preloader outlives any one spawn: only closing the spawner stops it.
+    return Preloader.start(plan, this.launchOptions(new AbortController().signal), this.options.socketDir, () => this.retireIdlePreloaders());
+  }
+
+  /** Stops every preloader of an older generation that has no process left. */
+  private retireIdlePreloaders(): void {
+    for (const [key, { running: preloader }] of this.preloaders) {
+      if (preloader && preloader.generation < this.newestGeneration && preloader.processCount === 0) {
+        this.preloaders.delete(key);
+        void preloader.close();
+      }
+    }
   }
 
   /** The release to start from, resolved now: a deploy may have switched the symlink since the last spawn. */
@@ -202,64 +245,23 @@ export class ChildSpawner implements Spawner {
     }
   }
 
+  private recipe(release: string, port: number, socketPath: string): Recipe {
+    return LAUNCHERS[this.type]({ release, port, socketPath, settings: this.settings });
+  }
+
   private async plan(release: string, commit: string | undefined, generation: number): Promise<LaunchPlan> {
-    const { appStartCommand } = this.options;
     const port = await pickFreePort();
-    const common = { cwd: release, release, commit, generation };
-    if (appStartCommand !== undefined) {
-      const target: UpstreamTarget = { kind: 'tcp', host: '127.0.0.1', port };
-      return {
-        ...common,
-        command: '/bin/sh',
-        args: ['-c', appStartCommand],
-        env: this.environmentFor(port, {}),
-        description: appStartCommand,
-        target,
-        readiness: 'tcp',
-        viaShell: true,
-      };
-    }
-    if (this.options.appType === 'wsgi') return this.wsgiPlan(release, common, port);
-    let entry: string;
+    const socketPath = join(this.options.socketDir, `${randomBytes(4).toString('hex')}.sock`);
+    let recipe: Recipe;
     try {
-      entry = resolveNodeEntry(release, this.options.startupFile);
+      recipe = this.recipe(release, port, socketPath);
     } catch (cause) {
       throw this.planError((cause as Error).message, release, generation, cause);
     }
-    const socketPath = join(this.options.socketDir, `${randomBytes(4).toString('hex')}.sock`);
-    return {
-      ...common,
-      command: process.execPath,
-      args: ['--require', NODE_HOOK_PATH, entry],
-      // PORT is informational for Node apps (the hook redirects listen()), but free, so an app
-      // that uses it for something else does not collide with another.
-      env: this.environmentFor(port, {
-        [HOOK_ENV.socket]: socketPath,
-        ...(this.options.handoff ? { [HOOK_ENV.handoff]: JSON.stringify(this.options.handoff) } : {}),
-      }),
-      description: `node ${entry}`,
-      target: { kind: 'unix', socketPath },
-      readiness: 'hook',
-      viaShell: false,
-    };
-  }
-
-  private wsgiPlan(release: string, common: Pick<LaunchPlan, 'cwd' | 'release' | 'commit' | 'generation'>, port: number): LaunchPlan {
-    const socketPath = join(this.options.socketDir, `${randomBytes(4).toString('hex')}.sock`);
-    let launch;
-    try {
-      launch = wsgiLaunch({
-        appDir: release,
-        startupFile: this.options.startupFile,
-        python: this.options.python ?? 'python3',
-        env: this.environmentFor(port, {}),
-        socketPath,
-      });
-    } catch (cause) {
-      throw this.planError((cause as Error).message, release, common.generation, cause);
-    }
-    const { command, args, env, description } = launch;
-    return { ...common, command, args, env, description, target: { kind: 'unix', socketPath }, readiness: 'socket', viaShell: false };
+    // PORT is informational for apps on a Unix socket, but free, so an app that uses it for
+    // something else does not collide with another.
+    const { env, ...rest } = recipe;
+    return { ...rest, cwd: release, release, commit, generation, env: this.environmentFor(port, env) };
   }
 
   private environmentFor(port: number, extra: Record<string, string>): NodeJS.ProcessEnv {
@@ -290,4 +292,23 @@ export class ChildSpawner implements Spawner {
       { cause },
     );
   }
+}
+
+/** Waits for promise, or rejects with an AbortError when signal fires first (promise goes on). */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(abortError(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }

@@ -10,7 +10,7 @@ import { HookChannel, type RequestStatsListener } from './hook-channel';
 import { LineSplitter, OutputTail } from './output-tail';
 import { GroupTerminator, signalGroup } from './terminate';
 import { GroupUsageSampler } from './usage';
-import { waitUntilAccepting, waitUntilSocketAccepting } from './tcp';
+import { waitUntilAccepting, waitUntilSocketAccepts } from './tcp';
 import type { Watchdog } from './watchdog';
 
 /** Everything needed to start one process, decided by the spawner. */
@@ -24,11 +24,16 @@ export interface LaunchPlan {
   target: UpstreamTarget;
   /**
    * 'hook': the Node hook says when the app listens (IPC on fd 3). 'tcp': poll the target's port.
-   * 'socket': poll the target's Unix socket (a loader that listens there once the app is loaded).
+   * 'socket': poll the target's Unix socket (a loader that listens once the app has loaded).
    */
   readiness: 'hook' | 'tcp' | 'socket';
   /** Run by /bin/sh -c, whose exit codes 126/127 mean "could not run the command". */
   viaShell: boolean;
+  /**
+   * A loader that reports a boot error on a line starting with this (the Rack loader): the rest
+   * of its last such line goes into the spawn error's message, as Passenger shows the exception.
+   */
+  bootErrorMarker?: string;
   release: string;
   commit: string | undefined;
   generation: number;
@@ -215,13 +220,14 @@ class SpawnedProcess implements ProcessHandle {
       else signal.addEventListener('abort', onAbort, { once: true });
       void this.exited.then(() => decide('exited'));
       void this.readySignal.then(() => decide('ready'));
+      const stop = () => decided || this.exitInfo !== undefined;
       if (this.plan.target.kind === 'tcp') {
         const { host, port } = this.plan.target;
-        void waitUntilAccepting(host, port, () => decided || this.exitInfo !== undefined).then((ok) => {
+        void waitUntilAccepting(host, port, stop).then((ok) => {
           if (ok) this.markReady();
         });
       } else if (this.plan.readiness === 'socket') {
-        void waitUntilSocketAccepting(this.plan.target.socketPath, () => decided || this.exitInfo !== undefined).then((ok) => {
+        void waitUntilSocketAccepts(this.plan.target.socketPath, stop).then((ok) => {
           if (ok) this.markReady();
         });
       }
@@ -250,8 +256,8 @@ class SpawnedProcess implements ProcessHandle {
         this.plan.readiness === 'hook'
           ? `app process did not listen within ${formatDuration(startTimeoutMs)} (holdfast waits for its first server.listen())`
           : this.plan.readiness === 'socket'
-          ? `app process did not accept connections on its socket within ${formatDuration(startTimeoutMs)} (the loader listens once the app is loaded)`
-          : `app process did not accept connections on port ${(this.plan.target as { port: number }).port} within ${formatDuration(startTimeoutMs)}`;
+            ? `app process did not load the app within ${formatDuration(startTimeoutMs)} (its loader listens once the app is loaded)`
+            : `app process did not accept connections on port ${(this.plan.target as { port: number }).port} within ${formatDuration(startTimeoutMs)}`;
     } else if (this.plan.viaShell && (info.code === 127 || info.code === 126)) {
       // POSIX shells reserve these: 127 command not found, 126 found but not executable.
       category = 'os';
@@ -263,6 +269,9 @@ class SpawnedProcess implements ProcessHandle {
     } else {
       message = `app process exited with code ${info.code} before it was ready`;
     }
+    const marker = this.plan.bootErrorMarker;
+    const reported = marker === undefined ? undefined : this.tail.toArray().findLast((line) => line.startsWith(marker));
+    if (reported !== undefined) message += `: ${reported.slice(marker!.length)}`;
     return new SpawnError(message, {
       category,
       errorId: newErrorId(),

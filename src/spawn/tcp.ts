@@ -1,7 +1,6 @@
-// Loopback ports for generic apps: picking a free one for $PORT, and knowing when the app listens
-// (there, or on the Unix socket of a loader).
+// Loopback ports for generic apps: picking a free one for $PORT, and knowing when the app listens.
 
-import { connect, createServer, type NetConnectOpts } from 'node:net';
+import { connect, createServer } from 'node:net';
 
 /** A port the OS says is free on 127.0.0.1 right now (bind :0, read, close). */
 export function pickFreePort(): Promise<number> {
@@ -19,12 +18,12 @@ export function pickFreePort(): Promise<number> {
 
 /** One connection attempt: true when something accepted it. */
 export function canConnect(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
-  return canConnectTo({ host, port }, timeoutMs);
+  return attempt(() => connect({ host, port }), timeoutMs);
 }
 
-function canConnectTo(options: NetConnectOpts, timeoutMs: number): Promise<boolean> {
+function attempt(open: () => ReturnType<typeof connect>, timeoutMs: number): Promise<boolean> {
   return new Promise((resolveAttempt) => {
-    const socket = connect(options);
+    const socket = open();
     socket.unref();
     const done = (ok: boolean): void => {
       socket.destroy();
@@ -54,10 +53,13 @@ export async function waitUntilAccepting(
   return false;
 }
 
-/** As waitUntilAccepting, for a Unix socket (a loader creates it once the app is loaded). */
-export async function waitUntilSocketAccepting(path: string, shouldStop: () => boolean, intervalMs = 25): Promise<boolean> {
+/**
+ * Polls until the Unix socket at path accepts a connection (loaders that listen only once the app
+ * is loaded, such as the Rack loader). Resolves as waitUntilAccepting does.
+ */
+export async function waitUntilSocketAccepts(path: string, shouldStop: () => boolean, intervalMs = 20): Promise<boolean> {
   while (!shouldStop()) {
-    if (await canConnectTo({ path }, 1000)) return !shouldStop();
+    if (await attempt(() => connect({ path }), 1000)) return !shouldStop();
     if (shouldStop()) return false;
     await new Promise<void>((r) => setTimeout(r, intervalMs).unref());
   }

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export type Variant = 'good' | 'syntax-error' | 'exit-at-start' | 'hang' | 'crash-after-ready' | 'crash-later' | 'answers-500' | 'poison' | 'wrong-port';
+/** A Node app (app.js) or a Rack app (config.ru) of the same variants. */
+export type AppKind = 'node' | 'rack';
 
 const GOOD = (version: string) => `const http = require('node:http');
 http.createServer((req, res) => {
@@ -39,18 +41,68 @@ export function appSource(variant: Variant, version: string): string {
   }
 }
 
-/** A plain app dir whose app.js is replaced in place on each deploy. */
+const RACK_GOOD = (version: string) => `puts 'version ${version} booting'
+run lambda { |env| [200, { 'content-type' => 'text/plain' }, ["version ${version} pid #{Process.pid}"]] }
+`;
+
+/** The config.ru of a Rack app that breaks as appSource's Node app does. */
+export function rackSource(variant: Variant, version: string): string {
+  switch (variant) {
+    case 'good':
+      return RACK_GOOD(version);
+    case 'syntax-error':
+      return `puts 'booting ${version}'\nbroken = )\nrun nil\n`;
+    case 'exit-at-start':
+      return `$stderr.puts 'FATAL: cannot connect to the database (${version})'\nexit 1\n`;
+    case 'hang':
+      return `puts 'waiting for something that never comes'\nsleep\n`;
+    case 'crash-after-ready':
+      // Each process (a fork of the preloader, or one started directly) dies a second after it is up.
+      return (
+        RACK_GOOD(version) +
+        `crash = -> { Thread.new { sleep 1; $stderr.puts 'crashing after boot'; exit!(3) } }
+Process.singleton_class.prepend(Module.new { define_method(:_fork) { super().tap { |pid| crash.call if pid.zero? } } })
+crash.call unless ENV['HOLDFAST_PRELOADER'] == '1'
+`
+      );
+    case 'crash-later':
+      // Boots, serves, passes probation, and dies 5 s after it is up (each fork of the preloader too).
+      return (
+        RACK_GOOD(version) +
+        `crash = -> { Thread.new { sleep 5; $stderr.puts 'crashing 5 s after listening'; exit!(4) } }
+Process.singleton_class.prepend(Module.new { define_method(:_fork) { super().tap { |pid| crash.call if pid.zero? } } })
+crash.call unless ENV['HOLDFAST_PRELOADER'] == '1'
+`
+      );
+    case 'answers-500':
+      return `puts 'version ${version} booting'\nrun lambda { |env| $stderr.puts 'cannot reach the database'; [500, { 'content-type' => 'text/plain' }, ['error']] }\n`;
+    case 'poison':
+      return `puts 'version ${version} booting'\nrun lambda { |env| exit!(9) if env['PATH_INFO'] == '/poison'; [200, { 'content-type' => 'text/plain' }, ["version ${version} pid #{Process.pid}"]] }\n`;
+    case 'wrong-port':
+      throw new Error('a Rack app listens where its loader says; wrong-port is for generic apps');
+  }
+}
+
+function entryFile(kind: AppKind): string {
+  return kind === 'rack' ? 'config.ru' : 'app.js';
+}
+
+function sourceOf(kind: AppKind, variant: Variant, version: string): string {
+  return kind === 'rack' ? rackSource(variant, version) : appSource(variant, version);
+}
+
+/** A plain app dir whose app.js (or config.ru) is replaced in place on each deploy. */
 export class AppDir {
   readonly dir = mkdtempSync(join(tmpdir(), 'hf-app-'));
 
-  constructor(variant: Variant = 'good', version = 'v1') {
+  constructor(variant: Variant = 'good', version = 'v1', readonly kind: AppKind = 'node') {
     this.deploy(variant, version);
   }
 
   deploy(variant: Variant, version: string): void {
-    const tmp = join(this.dir, '.app.js.new');
-    writeFileSync(tmp, appSource(variant, version));
-    renameSync(tmp, join(this.dir, 'app.js'));
+    const tmp = join(this.dir, `.${entryFile(this.kind)}.new`);
+    writeFileSync(tmp, sourceOf(this.kind, variant, version));
+    renameSync(tmp, join(this.dir, entryFile(this.kind)));
   }
 
   remove(): void {
@@ -64,7 +116,7 @@ export class ReleasesDir {
   readonly current = join(this.root, 'current');
   private n = 0;
 
-  constructor(variant: Variant = 'good', version = 'v1') {
+  constructor(variant: Variant = 'good', version = 'v1', readonly kind: AppKind = 'node') {
     mkdirSync(join(this.root, 'releases'));
     this.deploy(variant, version);
   }
@@ -73,7 +125,7 @@ export class ReleasesDir {
   deploy(variant: Variant, version: string): string {
     const release = join(this.root, 'releases', String(++this.n));
     mkdirSync(release);
-    writeFileSync(join(release, 'app.js'), appSource(variant, version));
+    writeFileSync(join(release, entryFile(this.kind)), sourceOf(this.kind, variant, version));
     const link = join(this.root, `.current-${this.n}`);
     symlinkSync(release, link);
     renameSync(link, this.current);

@@ -21,7 +21,7 @@ export async function underLoad<T>(hf: Holdfast, connections: number, fn: () => 
   }
 }
 
-export async function goodRollingDeploy(hf: Holdfast, app: AppDir, version: string): Promise<LoadResult> {
+export async function goodRollingDeploy(hf: Holdfast, app: Pick<AppDir, 'deploy'>, version: string): Promise<LoadResult> {
   const before = (await hf.status()).groups[0]!.processes.map((p) => p.pid);
   const { value: r, load } = await underLoad(hf, 16, async () => {
     app.deploy('good', version);

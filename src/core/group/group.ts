@@ -351,6 +351,7 @@ export class Group implements SessionSource, ConnectionSource {
       requests_in_queue: this.queue.length,
       spawning: this.processes.spawningCount(),
       processes: this.processes.all().filter((p) => p.state !== 'spawning').map((p) => processSnapshot(p, now, this.options.probationMs)),
+      ...this.spawning.inspect(),
     };
   }
 

@@ -6,7 +6,7 @@ import { AppProcess } from '../app-process';
 import type { SpawnCause } from '../app-process';
 import type { Clock } from '../clock';
 import type { ProcessHandle } from '../process-handle';
-import type { Spawner } from '../spawner';
+import type { Spawner, SpawnerSnapshot } from '../spawner';
 import type { ProcessList } from './process-list';
 import { abortError } from './wait-queue';
 
@@ -41,6 +41,10 @@ export class Spawning {
 
   describeCommand(): string {
     return this.spawner.describeCommand();
+  }
+
+  inspect(): SpawnerSnapshot | undefined {
+    return this.spawner.inspect?.();
   }
 
   /**

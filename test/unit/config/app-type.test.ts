@@ -1,59 +1,69 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { APP_TYPE_ALIASES, defaultConcurrency, detectAppType, parseAppType, startupFileMismatch, usesPreloader } from '../../../src/config/app-type';
 import { load, makeAppDir, problems } from './config-fixture';
 
-test('a dir with passenger_wsgi.py is a WSGI app serving one request at a time per process, as Passenger does', () => {
-  const config = load(makeAppDir({ 'passenger_wsgi.py': '' }));
-  assert.equal(config.appType, 'wsgi');
-  assert.equal(config.concurrency, 1);
-  assert.equal(config.python, 'python3');
+test('app types are detected as Passenger detects them: app_start_command, app_type, startup_file, config.ru, passenger_wsgi.py, else Node', () => {
+  const rack = makeAppDir({});
+  writeFileSync(join(rack, 'config.ru'), 'run ->(e) { [200, {}, []] }');
+  writeFileSync(join(rack, 'app.js'), '');
+  assert.deepEqual(detectAppType({ appDir: rack }), { type: 'rack', reason: 'config.ru found' });
+  assert.equal(detectAppType({ appDir: rack, appStartCommand: 'puma' }).type, 'generic');
+  assert.equal(detectAppType({ appDir: rack, appType: 'nodejs' }).type, 'node');
+  assert.equal(detectAppType({ appDir: rack, startupFile: 'server.js' }).type, 'node');
+  const wsgi = makeAppDir({});
+  writeFileSync(join(wsgi, 'passenger_wsgi.py'), 'application = None');
+  assert.deepEqual(detectAppType({ appDir: wsgi }), { type: 'wsgi', reason: 'passenger_wsgi.py found' });
+  assert.equal(detectAppType({ appDir: makeAppDir({}) }).type, 'node');
 });
 
-test('passenger_wsgi.py wins over app.js, as in Passenger\'s detection order', () => {
-  assert.equal(load(makeAppDir({ 'passenger_wsgi.py': '', 'app.js': '' })).appType, 'wsgi');
+test("Passenger's spellings of app_type are accepted", () => {
+  assert.deepEqual(
+    Object.keys(APP_TYPE_ALIASES).map((k) => [k, parseAppType(k)]),
+    [['node', 'node'], ['nodejs', 'node'], ['rack', 'rack'], ['ruby', 'rack'], ['wsgi', 'wsgi'], ['python', 'wsgi'], ['generic', 'generic']],
+  );
+  assert.equal(parseAppType('php'), undefined);
 });
 
-test('a concurrency that is set is kept for a WSGI app; Node apps stay unlimited by default', () => {
-  assert.equal(load(makeAppDir({ 'passenger_wsgi.py': '', 'holdfast.json': { concurrency: 4 } })).concurrency, 4);
-  assert.equal(load(makeAppDir({ 'passenger_wsgi.py': '' }), { concurrency: '0' }).concurrency, 0);
-  const node = load(makeAppDir({ 'app.js': '' }));
-  assert.deepEqual([node.appType, node.concurrency], ['node', 0]);
+test('Rack and WSGI processes serve one request at a time by default, Node and generic ones are unlimited; only Rack is smart-spawned', () => {
+  assert.deepEqual((['node', 'rack', 'wsgi', 'generic'] as const).map(defaultConcurrency), [0, 1, 1, 0]);
+  assert.equal(usesPreloader('rack', 'smart'), true);
+  assert.equal(usesPreloader('rack', 'direct'), false);
+  assert.equal(usesPreloader('wsgi', 'smart'), false);
 });
 
-test('a startup_file ending in .py makes a WSGI app; app_start_command makes a generic one', () => {
-  assert.equal(load(makeAppDir({ 'wsgi.py': '' }), { startupFile: 'wsgi.py' }).appType, 'wsgi');
-  assert.equal(load(makeAppDir({ 'passenger_wsgi.py': '' }), { appStartCommand: 'gunicorn app' }).appType, 'generic');
+test('a startup_file of another language than the app type is a one-line hint; one whose extension says nothing passes', () => {
+  assert.equal(
+    startupFileMismatch('node', 'config.ru'),
+    'startup_file "config.ru" is a Rack (Ruby) file, but the app type is "node" (it would be run by node): set app_type "rack", or a Node startup_file',
+  );
+  assert.match(startupFileMismatch('rack', 'app.py')!, /WSGI \(Python\) file, but the app type is "rack" \(it would be run by ruby\)/);
+  assert.equal(startupFileMismatch('node', 'bin/www'), undefined);
+  assert.equal(startupFileMismatch('rack', 'config.ru'), undefined);
 });
 
-test('app_type and python are honoured from holdfast.json and from Passengerfile.json', () => {
-  const own = load(makeAppDir({ 'main.py': '', 'holdfast.json': { app_type: 'wsgi', startup_file: 'main.py', python: '/srv/venv/bin/python' } }));
-  assert.deepEqual([own.appType, own.startupFile, own.python], ['wsgi', 'main.py', '/srv/venv/bin/python']);
-  const passenger = load(makeAppDir({ 'passenger_wsgi.py': '', 'Passengerfile.json': { app_type: 'wsgi', python: 'python3.11' } }));
-  assert.deepEqual([passenger.appType, passenger.python], ['wsgi', 'python3.11']);
+test('the config carries the detected type, its concurrency default unless concurrency is given, and the interpreters', () => {
+  const dir = makeAppDir({ 'holdfast.json': { app_type: 'ruby', ruby: '/opt/ruby/bin/ruby' } });
+  writeFileSync(join(dir, 'config.ru'), '');
+  const c = load(dir);
+  assert.equal(c.appType, 'rack');
+  assert.equal(c.concurrency, 1);
+  assert.equal(c.ruby, '/opt/ruby/bin/ruby');
+  assert.equal(c.spawnMethod, 'smart');
+  assert.equal(load(dir, { concurrency: '4', spawnMethod: 'direct' }).concurrency, 4);
+  assert.equal(load(dir, { spawnMethod: 'direct' }).spawnMethod, 'direct');
 });
 
-test('a startup_file that does not fit the app type is refused with a hint', () => {
-  const dir = makeAppDir({ 'app.js': '', 'main.py': '' });
-  assert.deepEqual(problems(dir, { appType: 'wsgi', startupFile: 'app.js' }), [
-    'startup_file ("app.js", from --startup-file) does not fit app_type "wsgi": a WSGI app\'s startup file is a Python file (.py) exposing `application`, passenger_wsgi.py by default',
+test('config refuses a startup_file that does not fit the app type, a generic app_type without a command, and unknown app types', () => {
+  const dir = makeAppDir({ 'holdfast.json': { app_type: 'node', startup_file: 'config.ru' } });
+  writeFileSync(join(dir, 'config.ru'), '');
+  assert.deepEqual(problems(dir), [
+    `${join(dir, 'holdfast.json')}: startup_file "config.ru" is a Rack (Ruby) file, but the app type is "node" (it would be run by node): set app_type "rack", or a Node startup_file`,
   ]);
-  assert.deepEqual(problems(dir, { appType: 'node', startupFile: 'main.py' }), [
-    'startup_file ("main.py", from --startup-file) is a Python file but app_type is "node": set app_type "wsgi" for a WSGI app',
-  ]);
-});
-
-test('app_type "wsgi" without passenger_wsgi.py, "generic" without app_start_command, and "wsgi" with one are refused', () => {
-  const dir = makeAppDir({ 'app.js': '' });
-  assert.deepEqual(problems(dir, { appType: 'wsgi' }), [
-    `app_type is "wsgi" but ${dir} has no passenger_wsgi.py: add it (exposing \`application\`) or set startup_file`,
-  ]);
-  assert.deepEqual(problems(dir, { appType: 'generic' }), [
-    'app_type ("generic", from --app-type) needs app_start_command: the shell command that starts the app on $PORT',
-  ]);
-  const withCommand = makeAppDir({ 'holdfast.json': { app_type: 'wsgi', app_start_command: 'gunicorn app' } });
-  const file = join(withCommand, 'holdfast.json');
-  assert.deepEqual(problems(withCommand), [
-    `app_type ("wsgi", from ${file}) and app_start_command ("gunicorn app", from ${file}) cannot both be set: a WSGI app is started by holdfast's loader`,
-  ]);
+  const generic = makeAppDir({ 'holdfast.json': { app_type: 'generic' } });
+  assert.match(problems(generic)[0]!, /app_type \("generic", from .*holdfast\.json\) needs app_start_command/);
+  const php = makeAppDir({ 'holdfast.json': { app_type: 'php' } });
+  assert.match(problems(php)[0]!, /app_type must be one of "node", "nodejs", "rack", "ruby", "wsgi", "python", "generic" \(got "php"\)/);
 });

@@ -55,9 +55,9 @@ test("Passenger's numeric log levels become holdfast's names", () => {
   ]);
 });
 
-test('force_max_concurrent_requests_per_process becomes concurrency, its default -1 meaning unlimited', () => {
+test("force_max_concurrent_requests_per_process becomes concurrency, its default -1 keeping the app type's default", () => {
   assert.deepEqual(translatePassengerfile({ force_max_concurrent_requests_per_process: 4 }, FILE).settings, { concurrency: 4 });
-  assert.deepEqual(translatePassengerfile({ force_max_concurrent_requests_per_process: -1 }, FILE).settings, { concurrency: 0 });
+  assert.deepEqual(translatePassengerfile({ force_max_concurrent_requests_per_process: -1 }, FILE).settings, {});
   assert.deepEqual(translatePassengerfile({ force_max_concurrent_requests_per_process: -5 }, FILE).problems, [
     `${FILE}: force_max_concurrent_requests_per_process must be an integer >= -1 (got -5)`,
   ]);
@@ -66,14 +66,12 @@ test('force_max_concurrent_requests_per_process becomes concurrency, its default
   ]);
 });
 
-test('app_type and python are holdfast keys; Passenger\'s "nodejs" means "node" and an app type holdfast lacks is named', () => {
-  assert.deepEqual(translatePassengerfile({ app_type: 'nodejs' }, FILE), { settings: { app_type: 'node' }, problems: [], warnings: [] });
-  assert.deepEqual(translatePassengerfile({ app_type: 'wsgi', python: '/srv/venv/bin/python' }, FILE).settings, {
-    app_type: 'wsgi',
-    python: '/srv/venv/bin/python',
-  });
-  const dir = makeAppDir({ 'Passengerfile.json': { app_type: 'meteor' } });
-  assert.deepEqual(problems(dir), [`${join(dir, 'Passengerfile.json')}: app_type must be one of "node", "wsgi", "generic" (got "meteor")`]);
+test('app_type, ruby, python and spawn_method are taken as they are, in every spelling Passenger accepts', () => {
+  for (const app_type of ['node', 'nodejs', 'rack', 'ruby', 'wsgi', 'python']) {
+    const t = translatePassengerfile({ app_type, ruby: '/usr/bin/ruby3.1', python: 'python3', spawn_method: 'direct' }, FILE);
+    assert.deepEqual([t.problems, t.warnings], [[], []]);
+    assert.deepEqual(t.settings, { app_type, ruby: '/usr/bin/ruby3.1', python: 'python3', spawn_method: 'direct' });
+  }
 });
 
 test('an option with no effect in holdfast is accepted with a warning that says so', () => {
@@ -90,7 +88,7 @@ test('an unsupported option is rejected by name, unless it asks for what holdfas
     `${FILE}: holdfast does not support the Passenger option "ssl" set to true (terminate TLS in a load balancer or reverse proxy in front of holdfast)`,
     `${FILE}: holdfast does not support the Passenger option "pid_file" (pass --pid-file FILE to holdfast start; the pid is also in the instance dir, and \`holdfast status\` shows it)`,
   ]);
-  const harmless = translatePassengerfile({ ssl: false, daemonize: false, spawn_method: 'direct', concurrency_model: 'process' }, FILE);
+  const harmless = translatePassengerfile({ ssl: false, daemonize: false, concurrency_model: 'process' }, FILE);
   assert.deepEqual([harmless.problems, harmless.warnings, harmless.settings], [[], [], {}]);
 });
 

@@ -19,7 +19,8 @@ test('the schema that ships in the package is valid draft 2020-12 and forbids un
 });
 
 test('every key has a type, a description, and a default unless it has none by nature', () => {
-  const noDefault = ['app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path', 'health_check_path', 'data_buffer_dir', 'app_type'];
+  // concurrency's default depends on the app type (1 for Rack and WSGI, else 0); app_type's is detected.
+  const noDefault = ['concurrency', 'app_type', 'app_start_command', 'startup_file', 'log_file', 'name', 'metrics_address', 'status_address', 'readiness_path', 'health_check_path', 'data_buffer_dir'];
   for (const key of settingKeys()) {
     const p = propertySchema(key);
     assert.ok(p.type, `${key} has no type`);
@@ -36,7 +37,6 @@ test('the defaults are the ones the spec promises', () => {
     environment: 'production',
     min_instances: 1,
     max_pool_size: 6,
-    concurrency: 0,
     pool_idle_time: 300,
     max_requests: 0,
     memory_limit: 0,
@@ -57,7 +57,9 @@ test('the defaults are the ones the spec promises', () => {
     max_request_body_size: 1024,
     max_request_queue_time: 0,
     max_request_time: 0,
+    ruby: 'ruby',
     python: 'python3',
+    spawn_method: 'smart',
     envvars: {},
     log_level: 'info',
   });
@@ -83,7 +85,7 @@ test('every flag changes the resolved config', () => {
     rollingRestartSurge: '0', healthCheckPath: '/health', healthCheckTimeout: '3',
     staticFiles: false, staticFilesDir: 'static', staticFilesCacheControl: 'no-cache', requestBuffering: false, dataBufferDir: '/var/tmp',
     maxRequestBodySize: '1', maxRequestQueueTime: '2', maxRequestTime: '3',
-    appType: 'node', python: '/usr/bin/python3',
+    appType: 'rack', ruby: '/usr/bin/ruby3.1', python: 'python3.11', spawnMethod: 'direct',
   };
   for (const option of configOptions().filter((o) => o.key !== 'app_start_command')) {
     const property = flagProperty(option.flag);

@@ -4,7 +4,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HoldfastError } from '../../../src/errors';
-import { ChildSpawner, resolveNodeEntry } from '../../../src/spawn/child-spawner';
+import { ChildSpawner } from '../../../src/spawn/child-spawner';
+import { resolveNodeEntry } from '../../../src/spawn/launchers';
 import type { Watchdog } from '../../../src/spawn/watchdog';
 
 function appDir(files: Record<string, string>): string {

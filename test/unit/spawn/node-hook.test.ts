@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HOOK_ENV, NODE_HOOK_PATH } from '../../../src/spawn/child-spawner';
+import { LOADER_ENV as HOOK_ENV, NODE_HOOK_PATH } from '../../../src/spawn/launchers';
 import { REPO_ROOT } from '../../helpers/paths';
 
 const source = readFileSync(join(REPO_ROOT, 'src/spawn/node-hook.ts'), 'utf8');

@@ -1,0 +1,536 @@
+# holdfast's Rack loader: boots a config.ru and serves it to holdfast's proxy over a private Unix
+# socket, one request at a time (Passenger's model for Ruby). Standard library plus the rack gem
+# only; it runs inside the app, so it defines nothing at the top level but HoldfastRack.
+#
+#   ruby loader.rb            HOLDFAST_APP_SOCKET=<path> HOLDFAST_RACKUP=<config.ru>
+#
+# Direct mode (the default): load the app, listen on HOLDFAST_APP_SOCKET (holdfast takes "the socket
+# accepts" as ready), serve until SIGTERM.
+# Preloader mode (HOLDFAST_PRELOADER=1, smart spawning): load the app once, then listen on
+# HOLDFAST_APP_SOCKET as a control socket. holdfast connects once and sends lines:
+#   hello\n                 -> (first: tells this connection from holdfast's readiness probe)
+#   spawn <socket-path> <output-path>\n
+#                           -> the preloader binds <socket-path>, forks a process that serves it
+#                              (copy-on-write: the app is already loaded) and answers "ok <pid>\n"
+#                              or "error <message>\n"; the process connects its stdout and stderr
+#                              to <output-path> (first byte 1 or 2), so its output carries its pid
+# and reads "exit <pid> <status> <signal>\n" whenever one of those processes ends (the preloader is
+# their parent, so only it can see their exit status). When holdfast closes the control connection
+# the preloader exits; its processes are holdfast's to stop.
+#
+# The protocol to holdfast's proxy is plain HTTP/1.1 with keep-alive: it is what the proxy already
+# speaks to every app, and a lean server costs less than a second protocol would. A boot error
+# (syntax error, missing gem, bad database.yml, an exception in an initializer) is printed as the
+# exception class, message and backtrace, and the process exits 1: holdfast makes a spawn error of
+# it with that output.
+
+require 'socket'
+require 'stringio'
+require 'tempfile'
+
+module HoldfastRack
+  # Bodies up to this size stay in memory; larger ones go to a temp file (rack.input is rewindable).
+  MEMORY_BODY_BYTES = 1024 * 1024
+  MAX_HEADER_BYTES = 64 * 1024
+  READ_BYTES = 64 * 1024
+  STATUS_TEXT = {
+    100 => 'Continue', 101 => 'Switching Protocols', 200 => 'OK', 201 => 'Created', 202 => 'Accepted',
+    204 => 'No Content', 206 => 'Partial Content', 301 => 'Moved Permanently', 302 => 'Found',
+    303 => 'See Other', 304 => 'Not Modified', 307 => 'Temporary Redirect', 308 => 'Permanent Redirect',
+    400 => 'Bad Request', 401 => 'Unauthorized', 403 => 'Forbidden', 404 => 'Not Found',
+    405 => 'Method Not Allowed', 409 => 'Conflict', 410 => 'Gone', 413 => 'Payload Too Large',
+    422 => 'Unprocessable Entity', 429 => 'Too Many Requests', 500 => 'Internal Server Error',
+    502 => 'Bad Gateway', 503 => 'Service Unavailable', 504 => 'Gateway Timeout'
+  }.freeze
+  CRLF = "\r\n"
+  # Headers that the proxy turns into Rack's own keys (CGI names without HTTP_).
+  CGI_NAMES = { 'CONTENT_TYPE' => true, 'CONTENT_LENGTH' => true }.freeze
+
+  BOOT_ERROR_MARKER = 'holdfast-rack: boot error: '
+
+  class BadRequest < StandardError; end
+
+  def self.log(message)
+    $stderr.write("holdfast-rack: #{message}\n")
+  end
+
+  # Everything Passenger prints of a boot error: class, message, backtrace.
+  # The last line, with BOOT_ERROR_MARKER, is what holdfast puts in the spawn error's message.
+  def self.report_boot_error(error)
+    $stderr.write("Error while loading the app (#{error.class}): #{error.message}\n")
+    (error.backtrace || []).first(30).each { |line| $stderr.write("  #{line}\n") }
+    first_line = error.message.to_s.lines.first.to_s.strip
+    $stderr.write("#{BOOT_ERROR_MARKER}#{error.class}: #{first_line}\n")
+    $stderr.flush
+  end
+
+  # Connections opened while the app loaded (a Rails initializer that queried the database) must not
+  # be shared by the forked processes: close them once in the preloader; each process opens its own.
+  def self.before_fork
+    return unless defined?(ActiveRecord::Base) && ActiveRecord::Base.respond_to?(:connection_handler)
+    handler = ActiveRecord::Base.connection_handler
+    pools = handler.respond_to?(:all_connection_pools) ? handler.all_connection_pools : handler.connection_pool_list
+    pools.each(&:disconnect!)
+  rescue StandardError => e
+    log("could not close the database connections before forking: #{e.class}: #{e.message}")
+  end
+
+  # A forked process's own stdout and stderr (see Preloader), instead of the preloader's pipes.
+  def self.own_output(path)
+    [[$stdout, '1'], [$stderr, '2']].each do |io, tag|
+      socket = UNIXSocket.new(path)
+      socket.write(tag)
+      io.reopen(socket)
+      io.sync = true
+      socket.close
+    end
+  rescue SystemCallError, IOError => e
+    log("output stays with the preloader: #{e.class}: #{e.message}")
+  end
+
+  def self.load_app(rackup)
+    app_root = File.dirname(rackup)
+    Dir.chdir(app_root)
+    # As Passenger does: an app with a Gemfile gets its bundle, before anything else is required.
+    if ENV['BUNDLE_GEMFILE'] || File.exist?(File.join(app_root, 'Gemfile'))
+      ENV['BUNDLE_GEMFILE'] ||= File.join(app_root, 'Gemfile')
+      require 'bundler/setup'
+    end
+    require 'rack'
+    built = Rack::Builder.parse_file(rackup)
+    built.is_a?(Array) ? built.first : built # Rack 2 returns [app, options], Rack 3 the app
+  end
+
+  # One process serving requests: a select loop over the listening socket and the proxy's keep-alive
+  # connections (the proxy may hold several to one process; serving them one at a time keeps a
+  # single-threaded app single-threaded).
+  class Server
+    def initialize(app, listener)
+      @app = app
+      @listener = listener
+      @clients = {} # IO => pending bytes (a String)
+      @stopping = false
+      @wake_r, @wake_w = IO.pipe
+      @rack3 = Rack.release.to_i >= 3
+      @base_env = {
+        'SCRIPT_NAME' => '',
+        'SERVER_SOFTWARE' => 'holdfast',
+        'rack.version' => Rack::VERSION,
+        'rack.errors' => $stderr,
+        'rack.multithread' => false,
+        'rack.multiprocess' => true,
+        'rack.run_once' => false,
+        'rack.hijack?' => true
+      }.freeze
+    end
+
+    def stop
+      @stopping = true
+      @wake_w.write_nonblock('.', exception: false)
+    end
+
+    def run
+      %w[TERM INT].each { |sig| trap(sig) { stop } }
+      trap('QUIT') { stop }
+      until @stopping
+        readable, = IO.select([@listener, @wake_r, *@clients.keys])
+        next unless readable
+        readable.each do |io|
+          break if @stopping
+          if io.equal?(@listener)
+            accept
+          elsif io.equal?(@wake_r)
+            @wake_r.read_nonblock(64, exception: false)
+          else
+            serve_client(io)
+          end
+        end
+      end
+    ensure
+      @clients.each_key { |io| io.close unless io.closed? }
+      @listener.close unless @listener.closed?
+    end
+
+    private
+
+    def accept
+      loop do
+        io = @listener.accept_nonblock(exception: false)
+        break if io == :wait_readable || io.nil?
+        @clients[io] = +''
+      end
+    end
+
+    def drop(io)
+      @clients.delete(io)
+      io.close unless io.closed?
+    end
+
+    # Reads what is there; serves every complete request in the buffer, one at a time.
+    def serve_client(io)
+      buffer = @clients[io]
+      chunk = io.read_nonblock(READ_BYTES, exception: false)
+      return if chunk == :wait_readable
+      return drop(io) if chunk.nil? # the proxy closed its keep-alive connection
+      buffer << chunk
+      until @stopping
+        head_end = buffer.index("\r\n\r\n")
+        if head_end.nil?
+          raise BadRequest, 'request head too large' if buffer.bytesize > MAX_HEADER_BYTES
+          return
+        end
+        keep = handle_request(io, buffer, head_end)
+        return unless @clients.key?(io) # hijacked
+        return drop(io) unless keep
+        return if buffer.empty?
+      end
+    rescue BadRequest => e
+      io.write("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n") rescue nil
+      HoldfastRack.log("bad request from the proxy: #{e.message}")
+      drop(io)
+    rescue Errno::EPIPE, Errno::ECONNRESET, IOError
+      drop(io)
+    end
+
+    # Parses one request out of buffer (consuming it), calls the app and writes the response.
+    # Returns whether the connection stays open.
+    def handle_request(io, buffer, head_end)
+      head = buffer.byteslice(0, head_end)
+      buffer.replace(buffer.byteslice(head_end + 4, buffer.bytesize))
+      lines = head.split(CRLF)
+      method, target, version = lines.shift.to_s.split(' ', 3)
+      raise BadRequest, 'malformed request line' if version.nil? || !version.start_with?('HTTP/1.')
+
+      env = @base_env.dup
+      env['REQUEST_METHOD'] = method
+      path, query = target.split('?', 2)
+      env['PATH_INFO'] = path
+      env['QUERY_STRING'] = query || ''
+      env['REQUEST_URI'] = target
+      env['SERVER_PROTOCOL'] = version
+      env['HTTP_VERSION'] = version
+      lines.each do |line|
+        colon = line.index(':')
+        raise BadRequest, 'malformed header line' if colon.nil?
+        name = line[0, colon].upcase.tr('-', '_')
+        value = line[colon + 1..].strip
+        key = CGI_NAMES[name] ? name : "HTTP_#{name}"
+        env[key] = env.key?(key) ? "#{env[key]}, #{value}" : value
+      end
+      host = env['HTTP_HOST'] || 'localhost'
+      server_name, server_port = host.start_with?('[') ? host.split(/(?<=\])(?::)/, 2) : host.split(':', 2)
+      scheme = (env['HTTP_X_FORWARDED_PROTO'] || 'http').split(',').first.strip
+      env['SERVER_NAME'] = server_name
+      env['SERVER_PORT'] = server_port || (scheme == 'https' ? '443' : '80')
+      env['rack.url_scheme'] = scheme
+      env['HTTPS'] = 'on' if scheme == 'https'
+      # The proxy appends the visitor's address last to X-Forwarded-For.
+      forwarded = env['HTTP_X_FORWARDED_FOR']
+      env['REMOTE_ADDR'] = forwarded ? forwarded.split(',').last.strip : '127.0.0.1'
+
+      keep_alive = if version == 'HTTP/1.0'
+                     env['HTTP_CONNECTION'].to_s.downcase.include?('keep-alive')
+                   else
+                     !env['HTTP_CONNECTION'].to_s.downcase.include?('close')
+                   end
+      env['rack.input'] = read_body(io, buffer, env)
+      hijacked = false
+      env['rack.hijack'] = lambda do
+        hijacked = true
+        @clients.delete(io)
+        io
+      end
+      env['rack.hijack_io'] = io unless @rack3
+
+      begin
+        status, headers, body = @app.call(env)
+      rescue StandardError, ScriptError => e
+        # As Passenger does: the visitor gets a 500, the log the exception; the process serves on.
+        HoldfastRack.log("#{env['REQUEST_METHOD']} #{env['REQUEST_URI']}: #{e.class}: #{e.message}")
+        (e.backtrace || []).first(20).each { |line| $stderr.write("  #{line}\n") }
+        return false if hijacked
+        status, headers, body = 500, { 'content-type' => 'text/plain' }, ["Internal Server Error\n"]
+      end
+      return false if hijacked # the app owns the socket now (full hijack)
+      write_response(io, env, status.to_i, headers, body, keep_alive)
+    ensure
+      input = env && env['rack.input']
+      input.close! if input.is_a?(Tempfile)
+    end
+
+    def read_body(io, buffer, env)
+      if env['HTTP_TRANSFER_ENCODING'].to_s.downcase.include?('chunked')
+        env.delete('HTTP_TRANSFER_ENCODING')
+        input = read_chunked(io, buffer)
+        env['CONTENT_LENGTH'] = input.size.to_s
+        input.rewind
+        return input
+      end
+      length = env['CONTENT_LENGTH']
+      return StringIO.new(+''.b) if length.nil? || length == '0'
+      raise BadRequest, 'bad content-length' unless length.match?(/\A\d+\z/)
+      remaining = length.to_i
+      input = remaining > MEMORY_BODY_BYTES ? new_tempfile : StringIO.new(+''.b)
+      take = [remaining, buffer.bytesize].min
+      input.write(buffer.byteslice(0, take))
+      buffer.replace(buffer.byteslice(take, buffer.bytesize))
+      remaining -= take
+      while remaining.positive?
+        chunk = io.readpartial([remaining, READ_BYTES].min)
+        input.write(chunk)
+        remaining -= chunk.bytesize
+      end
+      input.rewind
+      input
+    end
+
+    def read_chunked(io, buffer)
+      input = StringIO.new(+''.b)
+      loop do
+        line_end = fill_until(io, buffer) { buffer.index(CRLF) }
+        size = buffer.byteslice(0, line_end).split(';', 2).first.to_i(16)
+        buffer.replace(buffer.byteslice(line_end + 2, buffer.bytesize))
+        if size.zero?
+          # trailers, up to the empty line
+          trailer_end = fill_until(io, buffer) { buffer.start_with?(CRLF) ? 0 : buffer.index("\r\n\r\n")&.+(2) }
+          buffer.replace(buffer.byteslice(trailer_end + 2, buffer.bytesize))
+          return input
+        end
+        fill_until(io, buffer) { buffer.bytesize >= size + 2 ? size : nil }
+        input = spill(input) if input.is_a?(StringIO) && input.size + size > MEMORY_BODY_BYTES
+        input.write(buffer.byteslice(0, size))
+        buffer.replace(buffer.byteslice(size + 2, buffer.bytesize))
+      end
+    end
+
+    def fill_until(io, buffer)
+      loop do
+        found = yield
+        return found if found
+        raise BadRequest, 'chunk header too large' if buffer.bytesize > MAX_HEADER_BYTES && buffer.index(CRLF).nil?
+        buffer << io.readpartial(READ_BYTES)
+      end
+    end
+
+    def new_tempfile
+      file = Tempfile.new('holdfast-body')
+      file.binmode
+      file.unlink rescue nil # nothing left on disk whatever happens to the process
+      file
+    end
+
+    def spill(string_io)
+      file = new_tempfile
+      file.write(string_io.string)
+      file
+    end
+
+    def write_response(io, env, status, headers, body, keep_alive)
+      head = +"HTTP/1.1 #{status} #{STATUS_TEXT[status] || 'Unknown'}\r\n"
+      length = nil
+      chunked = false
+      hijack = nil
+      headers.each do |name, value|
+        key = name.downcase
+        case key
+        when 'content-length' then length = value.to_s
+        when 'transfer-encoding' then chunked = value.to_s.downcase.include?('chunked')
+        when 'connection'
+          keep_alive = false if value.to_s.downcase.include?('close')
+          next
+        when 'rack.hijack'
+          hijack = value
+          next
+        end
+        if value.is_a?(Array)
+          value.each { |v| head << name << ': ' << v.to_s << CRLF }
+        elsif !(value = value.to_s).include?("\n")
+          head << name << ': ' << value << CRLF
+        else
+          value.split("\n").each { |v| head << name << ': ' << v << CRLF }
+        end
+      end
+      no_body = env['REQUEST_METHOD'] == 'HEAD' || status < 200 || status == 204 || status == 304
+
+      if hijack # partial hijack: we write the head, the app the rest (the end of the body is the end of the connection)
+        head << "connection: close\r\n" << CRLF
+        io.write(head)
+        @clients.delete(io)
+        hijack.call(io)
+        return false
+      end
+
+      if no_body
+        head << "connection: close\r\n" unless keep_alive
+        io.write(head << CRLF)
+        return keep_alive
+      end
+
+      if length.nil? && !chunked && body.respond_to?(:to_ary)
+        parts = body.to_ary
+        length = parts.sum(&:bytesize).to_s
+        head << 'content-length: ' << length << CRLF
+        head << "connection: close\r\n" unless keep_alive
+        head << CRLF
+        parts.each { |part| head << part }
+        io.write(head)
+        return keep_alive
+      end
+
+      encode = length.nil? && !chunked
+      head << "transfer-encoding: chunked\r\n" if encode
+      head << "connection: close\r\n" unless keep_alive
+      io.write(head << CRLF)
+      if body.respond_to?(:each)
+        body.each do |part|
+          next if part.empty?
+          io.write(encode ? "#{part.bytesize.to_s(16)}\r\n#{part}\r\n" : part)
+        end
+      elsif body.respond_to?(:call) # Rack 3 streaming body
+        body.call(Stream.new(io, encode))
+      end
+      io.write("0\r\n\r\n") if encode
+      keep_alive
+    ensure
+      body.close if body.respond_to?(:close)
+    end
+  end
+
+  # The stream a Rack 3 streaming body writes to.
+  class Stream
+    def initialize(io, chunked)
+      @io = io
+      @chunked = chunked
+    end
+
+    def write(data)
+      data = data.to_s
+      return 0 if data.empty?
+      @io.write(@chunked ? "#{data.bytesize.to_s(16)}\r\n#{data}\r\n" : data)
+      data.bytesize
+    end
+    alias << write
+
+    def flush; self; end
+    def read(*) = nil
+    def close_read; end
+    def close_write; end
+    def close; end
+    def closed? = false
+  end
+
+  # Smart spawning: the app is loaded once here; each process is a fork of this one.
+  class Preloader
+    def initialize(app, control_path)
+      @app = app
+      @control = UNIXServer.new(control_path)
+      @children = {}
+      @lock = Mutex.new
+      @forked = Queue.new # wakes the reaper when it has someone to wait for
+    end
+
+    def run
+      trap('TERM') { exit!(0) }
+      trap('INT', 'IGNORE')
+      # Garbage the boot left behind is collected once here rather than in every process, and the
+      # heap compacted, so that the forked processes share as many pages as possible.
+      HoldfastRack.before_fork
+      GC.start
+      GC.compact if GC.respond_to?(:compact)
+      # holdfast's readiness probe connects and hangs up; its control connection says hello first.
+      conn = nil
+      until conn
+        candidate = @control.accept
+        if candidate.gets == "hello\n"
+          conn = candidate
+        else
+          candidate.close
+        end
+      end
+      @control.close
+      @conn = conn
+      Thread.new { reap }
+      while (line = conn.gets)
+        command, argument = line.chomp.split(' ', 2)
+        if command == 'spawn' && argument
+          socket_path, output_path = argument.split(' ', 2)
+          reply(spawn_process(socket_path, output_path))
+        else
+          reply("error unknown command #{command.inspect}")
+        end
+      end
+      exit!(0) # holdfast closed the control connection
+    end
+
+    private
+
+    def reply(line)
+      @lock.synchronize { @conn.write("#{line}\n") }
+    end
+
+    def spawn_process(socket_path, output_path)
+      listener = UNIXServer.new(socket_path)
+      pid = @lock.synchronize do
+        fork do
+          # Its own process group, so holdfast can stop it (and what it forks) alone.
+          Process.setpgid(0, 0)
+          @conn.close
+          HoldfastRack.own_output(output_path) if output_path
+          # What a process started directly would see.
+          ENV.delete('HOLDFAST_PRELOADER')
+          ENV['HOLDFAST_APP_SOCKET'] = socket_path
+          %w[TERM INT QUIT].each { |sig| trap(sig, 'DEFAULT') }
+          Server.new(@app, listener).run
+          exit!(0)
+        end.tap { |child| @children[child] = true }
+      end
+      # Also here, so the group exists before holdfast hears the pid (the child may not have run yet).
+      begin
+        Process.setpgid(pid, pid)
+      rescue Errno::EACCES, Errno::ESRCH
+        nil # the child got there first, or is already gone (its exit is reported)
+      end
+      @forked << pid
+      listener.close
+      "ok #{pid}"
+    rescue SystemCallError, IOError => e
+      listener&.close
+      "error #{e.class}: #{e.message}"
+    end
+
+    def reap
+      loop do
+        @forked.pop while @lock.synchronize { @children.empty? } || !@forked.empty?
+        pid, status = Process.wait2(-1)
+        @lock.synchronize do
+          @children.delete(pid)
+          @conn.write("exit #{pid} #{status.exitstatus.inspect} #{status.termsig.inspect}\n")
+        end
+      rescue Errno::ECHILD
+        next
+      rescue IOError, SystemCallError
+        exit!(0)
+      end
+    end
+  end
+
+  def self.main
+    socket_path = ENV.fetch('HOLDFAST_APP_SOCKET')
+    rackup = File.expand_path(ENV.fetch('HOLDFAST_RACKUP'))
+    $stdout.sync = true
+    $stderr.sync = true
+    begin
+      app = load_app(rackup)
+    rescue Exception => e # rubocop:disable Lint/RescueException -- every boot error is a spawn error
+      report_boot_error(e)
+      exit!(1)
+    end
+    if ENV['HOLDFAST_PRELOADER'] == '1'
+      Preloader.new(app, socket_path).run
+    else
+      Server.new(app, UNIXServer.new(socket_path)).run
+    end
+  end
+end
+
+HoldfastRack.main if $PROGRAM_NAME == __FILE__
