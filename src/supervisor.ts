@@ -189,7 +189,15 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     if (options.handleSignals) {
       // signals.ts: SIGTERM/SIGINT/SIGQUIT stop, SIGHUP restarts, SIGUSR1 reopens the log, the rest
       // are logged and ignored. They stay to the end: a second SIGTERM while draining must not kill holdfast.
-      installSignalHandlers({ logger, control, stop: close, reopen: () => options.log.reopen() });
+      installSignalHandlers({
+        logger,
+        control,
+        stop: close,
+        reopen: () => {
+          options.log.reopen();
+          logger.info({ event: 'log_reopened' }, 'log file reopened');
+        },
+      });
     }
 
     await group.start();

@@ -78,7 +78,9 @@ test('start --daemonize exits 1 with the spawn error for a broken app, and leave
     assert.match(r.stderr, /FATAL: cannot connect to the database \(v1\)/, 'the app output that says why');
     assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
     // Nothing is left: not holdfast, not an app process, not the pid file or the instance.
-    const holdfastPid = logLines(logFile).find((l) => l['event'] === 'serving')?.['pid'] as number;
+    // No serving line: a first start where nothing became ready never claims to serve.
+    assert.ok(!logLines(logFile).some((l) => l['event'] === 'serving'));
+    const holdfastPid = logLines(logFile).find((l) => l['event'] === 'spawn_error')?.['pid'] as number;
     assert.ok(holdfastPid > 0);
     assert.ok(!pidAlive(holdfastPid), 'the background holdfast is gone when the command returns');
     for (const p of appPids(logFile)) assert.ok(!pidAlive(p), `app process ${p} is gone`);
