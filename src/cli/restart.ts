@@ -3,6 +3,7 @@
 
 import type { Command } from 'commander';
 import { connectAdmin } from '../admin/client';
+import { HoldfastError } from '../errors';
 import type { RestartProgress } from '../core/operations';
 import { addNameOption, oneLineErrors, processIo, type CommandIo } from './admin-io';
 import { renderRestartOutcome, renderRestartProgress } from './status-render';
@@ -13,6 +14,8 @@ export interface RestartCommandOptions {
   rolling?: boolean;
   /** commander's --no-wait sets it false. */
   wait?: boolean;
+  /** --timeout SECONDS: give up waiting (exit 1) even before holdfast's own restart deadline. */
+  timeout?: string;
 }
 
 /** Resolves with the exit code: 0 when the new version runs (or, without wait, the restart was accepted). */
@@ -38,12 +41,35 @@ export async function restartCommand(opts: RestartCommandOptions, io: CommandIo 
     // On a terminal the line is rewritten in place; in a log, each step is its own line.
     io.stdout.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);
   };
-  const outcome = await client.restart({ ...rolling, onProgress }).finally(() => {
+  const timeoutSeconds = parseTimeout(opts.timeout);
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    client.restart({ ...rolling, onProgress }),
+    ...(timeoutSeconds === undefined
+      ? []
+      : [
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new HoldfastError('HF_RESTART_TIMEOUT', `the restart did not finish within --timeout ${timeoutSeconds} s; it goes on in holdfast (holdfast status shows it) until its own deadline`)),
+              timeoutSeconds * 1000,
+            );
+          }),
+        ]),
+  ]).finally(() => {
+    clearTimeout(timer);
     if (tty && shown !== '') io.stdout.write('\n');
   });
   const result = renderRestartOutcome(app, outcome);
   (result.ok ? io.stdout : io.stderr).write(result.text);
   return result.ok ? 0 : 1;
+}
+
+/** --timeout: a whole number of seconds from 1 to 86400, or a one-line error. */
+function parseTimeout(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 86_400) throw new HoldfastError('HF_CONFIG_INVALID', `--timeout must be an integer from 1 to 86400 seconds (got ${text})`);
+  return n;
 }
 
 export function registerRestart(program: Command): void {
@@ -53,7 +79,8 @@ export function registerRestart(program: Command): void {
       .description('Restart the app with its new version; waits and exits non-zero when it cannot start.')
       .option('--rolling', 'replace processes one by one (default: the rolling_restarts setting)')
       .option('--no-rolling', 'stop all old processes first, then start new ones')
-      .option('--no-wait', 'return as soon as the restart was accepted'),
+      .option('--no-wait', 'return as soon as the restart was accepted')
+      .option('--timeout <SECONDS>', "exit 1 if the restart has not finished by then (holdfast's own deadline: processes x (start_timeout + health_check_timeout + probation_time + drain_timeout + 5 s) + 30 s)"),
   ).action(
     oneLineErrors(async (opts: RestartCommandOptions) => {
       // The outcome has been printed; only the exit code is left to say.

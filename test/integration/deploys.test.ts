@@ -185,3 +185,20 @@ test('hand-off path, steady CPU load for 15 s at pool_idle_time 3 s: no idle sto
     await stopClean(hf);
   }
 });
+
+test('holdfast restart --timeout returns non-zero with the reason when the restart has not finished by then', async () => {
+  const app = new AppDir('good', 'v1');
+  const hf = await Holdfast.start(app.dir, [...RESIST]);
+  try {
+    app.deploy('hang', 'v2'); // never listens: only start_timeout (90 s) would end the restart
+    const startedAt = Date.now();
+    const r = await hf.cli(['restart', '--timeout', '2']);
+    assert.equal(r.code, 1);
+    assert.ok(Date.now() - startedAt < 15_000, 'returned at its timeout');
+    assert.match(r.stderr, /did not finish within --timeout 2 s/);
+    assert.match((await hf.cli(['restart', '--timeout', 'soon'])).stderr, /--timeout must be an integer from 1 to 86400 seconds \(got soon\)/);
+  } finally {
+    await stopClean(hf);
+    app.remove();
+  }
+});
