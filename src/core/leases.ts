@@ -14,6 +14,12 @@ export interface Session {
    * stuck: the request ran past max_request_time; the pool stops the process (and replaces it).
    */
   close(outcome?: { unreachable?: boolean; stuck?: boolean }): void;
+  /**
+   * Once the process has exited (within timeoutMs): whether it had started on the request with this
+   * id (true), had not (false), or cannot say (undefined: it did not report, or it did not exit).
+   * Absent where the process can never say.
+   */
+  startedBeforeExit?(requestId: string, timeoutMs: number): Promise<boolean | undefined>;
 }
 
 export interface AcquireOptions {

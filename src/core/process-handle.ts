@@ -76,6 +76,11 @@ export interface ProcessHandle {
   sampleUsage(): Promise<UsageSample>;
   /** The last lines the process wrote (stdout and stderr), oldest first: evidence when it dies young. */
   recentOutput?(): readonly string[];
+  /**
+   * After the process exited: the request ids it reported in progress when it exited (the Node
+   * hook does), or undefined when it reported nothing (killed, or not a Node app).
+   */
+  startedAtExit?(): Promise<ReadonlySet<string> | undefined>;
   /** Present when the process takes whole connections (the hand-off path). */
   readonly connectionTaker?: ConnectionTaker;
 }

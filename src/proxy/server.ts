@@ -78,6 +78,8 @@ export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 export const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS = 4_000;
 /** The accept queue asked for; the kernel caps it at net.core.somaxconn. */
 const LISTEN_BACKLOG = 4096;
+/** How long a failed request waits to hear from its dead process whether it had started on it. */
+const EXIT_REPORT_WAIT_MS = 1000;
 /** Status reported to onRequestDone for a visitor that went away before it got an answer (as nginx does). */
 export const VISITOR_GONE_STATUS = 499;
 
@@ -309,27 +311,41 @@ export function createProxy(options: ProxyOptions): Proxy {
       case 'failed-before-response': {
         session.close({ unreachable: outcome.unreachable });
         if (ex.gone) break;
-        if (shouldRetry(ex.retryable, ex.attempts, { ...outcome, suspect })) {
-          logger.warn(
-            { event: 'request_retried', app_pid: session.pid, request_id: ex.requestId, err: outcome.error },
-            'app process went away before it answered a request it had not started on; retrying the request on another process',
-          );
-          // Out of undici's callback: the retry starts from a clean stack.
-          queueMicrotask(() => attempt(ex, session.pid));
+        const upstreamError = new HoldfastError(
+          'HF_UPSTREAM',
+          `app process ${session.pid} at ${describeTarget(session.target)} failed before answering: ${outcome.error.message}`,
+          { cause: outcome.error },
+        );
+        // The request reached a process that went away: whether it had started on it is the
+        // process's to say (the Node hook reports what was in progress at exit); the retry policy
+        // guesses only when it cannot.
+        if (outcome.reached && outcome.unreachable && shouldRetry(ex.retryable, ex.attempts, { ...outcome, suspect: false }) && session.startedBeforeExit) {
+          void session.startedBeforeExit(ex.requestId, EXIT_REPORT_WAIT_MS).then((started) => {
+            if (ex.gone) return release(ex);
+            if (shouldRetry(ex.retryable, ex.attempts, { ...outcome, suspect: started ?? suspect })) return retry(ex, session.pid, outcome.error);
+            sendErrorPage(ex, upstreamError);
+            release(ex);
+          });
           return;
         }
-        sendErrorPage(
-          ex,
-          new HoldfastError(
-            'HF_UPSTREAM',
-            `app process ${session.pid} at ${describeTarget(session.target)} failed before answering: ${outcome.error.message}`,
-            { cause: outcome.error },
-          ),
-        );
+        if (shouldRetry(ex.retryable, ex.attempts, { ...outcome, suspect })) {
+          retry(ex, session.pid, outcome.error);
+          return;
+        }
+        sendErrorPage(ex, upstreamError);
         break;
       }
     }
     release(ex);
+  };
+
+  const retry = (ex: Exchange, pid: number, error: Error): void => {
+    logger.warn(
+      { event: 'request_retried', app_pid: pid, request_id: ex.requestId, err: error },
+      'app process went away before it started on the request; retrying the request on another process',
+    );
+    // Out of undici's callback: the retry starts from a clean stack.
+    queueMicrotask(() => attempt(ex, pid));
   };
 
   const attemptContext: AttemptContext = { pools, requestIdHeader, closing: () => closingStarted, settled, sent: (a) => unanswered.sent(a) };

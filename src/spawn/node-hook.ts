@@ -37,6 +37,8 @@ import perf_hooks = require('node:perf_hooks');
 const SOCKET_ENV = 'HOLDFAST_APP_SOCKET';
 const HANDOFF_ENV = 'HOLDFAST_HANDOFF';
 const LOAD_INTERVAL_MS = 250;
+/** The line the hook writes to stderr as the process exits, naming the requests it had started; spawned-process.ts reads it. */
+const IN_PROGRESS_MARKER = 'holdfast-hook: requests in progress at exit: ';
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
 /**
@@ -383,6 +385,29 @@ function install(): void {
     channel.unref();
   };
 
+  /**
+   * The requests this process has started and not finished, by the request id holdfast gave them:
+   * written to stderr as it exits, so that holdfast retries elsewhere only those it never started
+   * on (a request that kills its process is never sent to a second one).
+   */
+  const reportInProgressAtExit = (server: http.Server): void => {
+    const inProgress = new Set<string>();
+    server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const id = req.headers['x-request-id'];
+      if (typeof id !== 'string') return;
+      inProgress.add(id);
+      res.once('close', () => inProgress.delete(id));
+    });
+    process.once('exit', () => {
+      if (inProgress.size === 0) return;
+      try {
+        fs.writeSync(2, `\n${IN_PROGRESS_MARKER}${[...inProgress].join(' ')}\n`);
+      } catch {
+        // stderr is gone: holdfast falls back to its own guess
+      }
+    });
+  };
+
   const originalListen = net.Server.prototype.listen;
 
   function listen(this: net.Server, ...args: unknown[]): net.Server {
@@ -392,6 +417,7 @@ function install(): void {
     const last = args[args.length - 1];
     const callback = typeof last === 'function' ? (last as () => void) : undefined;
     this.once('listening', () => {
+      if (this instanceof http.Server) reportInProgressAtExit(this);
       if (settings && this instanceof http.Server) adopt(this, settings);
       send({ type: 'ready', handoff: idleParsers !== undefined });
     });

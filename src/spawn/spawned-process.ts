@@ -13,6 +13,9 @@ import { GroupUsageSampler } from './usage';
 import { waitUntilAccepting, waitUntilSocketAccepts } from './tcp';
 import type { Watchdog } from './watchdog';
 
+/** Written by node-hook.ts (which spells it itself) as a Node app process exits. */
+const IN_PROGRESS_MARKER = 'holdfast-hook: requests in progress at exit: ';
+
 /** Everything needed to start one process, decided by the spawner. */
 export interface LaunchPlan {
   command: string;
@@ -132,6 +135,8 @@ class SpawnedProcess implements ProcessHandle {
   private readonly channel: HookChannel | undefined;
   private readonly tail = new OutputTail();
   private readonly outputDone: Promise<void>;
+  /** The request ids the Node hook said were in progress as the process exited; undefined until it says. */
+  private inProgressAtExit: Set<string> | undefined;
   private readonly terminator: GroupTerminator;
   private readonly sampler: GroupUsageSampler;
   private markReady!: () => void;
@@ -181,6 +186,14 @@ class SpawnedProcess implements ProcessHandle {
 
   eventLoopUtilization(): number | undefined {
     return this.channel?.eventLoopUtilization();
+  }
+
+  /** Only Node apps (the hook) report; the report comes on stderr, read in full shortly after the exit. */
+  startedAtExit(): Promise<ReadonlySet<string> | undefined> {
+    if (this.plan.readiness !== 'hook') return Promise.resolve(undefined);
+    return this.exited
+      .then(() => Promise.race([this.outputDone, delay(OUTPUT_FLUSH_MS)]))
+      .then(() => this.inProgressAtExit ?? (this.exitInfo?.signal ? undefined : new Set<string>()));
   }
 
   get connectionTaker(): ConnectionTaker | undefined {
@@ -288,6 +301,10 @@ class SpawnedProcess implements ProcessHandle {
   private pipeLines(stream: Readable | null, name: 'stdout' | 'stderr', options: LaunchOptions): Promise<void> {
     if (!stream) return Promise.resolve();
     const splitter = new LineSplitter((line) => {
+      if (name === 'stderr' && line.startsWith(IN_PROGRESS_MARKER)) {
+        this.inProgressAtExit = new Set(line.slice(IN_PROGRESS_MARKER.length).split(' ').filter(Boolean));
+        return; // holdfast's own evidence, not the app's output
+      }
       this.tail.push(line);
       options.onOutput?.(line, { pid: this.pid, stream: name });
     });

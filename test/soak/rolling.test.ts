@@ -1,9 +1,10 @@
 // Soak (npm run test:soak): 20 good rolling deploys in a row, 3 processes, 16 connections of load
-// throughout each; not one failed request in total.
+// throughout each, not one failed request in total; then fixed-pool rounds that alternate good and
+// late-crash deploys in the releases layout.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AppDir } from '../helpers/apps';
-import { goodRollingDeploy } from '../helpers/deploy';
+import { AppDir, ReleasesDir } from '../helpers/apps';
+import { goodRollingDeploy, underLoad } from '../helpers/deploy';
 import { Holdfast, waitFor } from '../helpers/holdfast';
 
 const ROUNDS = Number(process.env.SOAK_ROUNDS || 20);
@@ -28,5 +29,47 @@ test(`${ROUNDS} good rolling deploys in a row under load fail no request`, { tim
     assert.deepEqual(leftover, []);
   }
   process.stdout.write(`# soak total: ${requests} requests, ${failed} failed\n`);
+  assert.equal(failed, 0);
+});
+
+// A fixed pool (min_instances = max_pool_size) in the releases layout: good deploys alternate with
+// a release that boots and dies 5 s later. Every good round rolls out with no request failed; every
+// late-crash round ends resisted, with the previous release back at full size and serving.
+test(`fixed pool of 3: good deploys and late-crash deploys, alternating, fail no request and never leave the pool short`, { timeout: 30 * 60_000 }, async () => {
+  const rounds = Math.max(2, Math.floor(ROUNDS / 4));
+  const releases = new ReleasesDir('good', 'v0');
+  const hf = await Holdfast.start(releases.current, ['--min-instances', '3', '--max-pool-size', '3', '--rolling-restarts', '--resist-deployment-errors']);
+  let failed = 0;
+  try {
+    await waitFor('three processes', () => hf.appPids.size >= 3);
+    for (let round = 1; round <= rounds; round++) {
+      const good = await goodRollingDeploy(hf, releases, `v${round}`);
+      failed += good.failed;
+      const serving = (await hf.status()).groups[0]!.processes.map((p) => p.release);
+      const { value: r, load } = await underLoad(hf, 16, async () => {
+        releases.deploy('crash-later', `bad${round}`);
+        return hf.cli(['restart']);
+      });
+      assert.notEqual(r.code, 0, 'the late-crash deploy fails its restart');
+      await waitFor(
+        'the previous release back at full size',
+        async () => {
+          const g = (await hf.status()).groups[0]!;
+          return g.processes.length === 3 && g.processes.every((p) => p.state === 'enabled' && p.release === serving[0]);
+        },
+        30_000,
+        250,
+      );
+      // Only requests the dying processes had received may fail (the crash names them).
+      const crashed = hf.lines.filter((l) => l.event === 'process_crashed').reduce((n, l) => n + (l['requests'] as unknown[]).length, 0);
+      assert.ok(load.failed <= crashed, `round ${round}: ${load.failed} failed, more than the ${crashed} requests crashed processes had received`);
+      process.stdout.write(`# fixed-pool round ${round}/${rounds}: good ${good.requests} requests (${good.failed} failed); late crash ${load.requests} requests (${load.failed} failed, on crashing processes)\n`);
+    }
+  } finally {
+    const { code, leftover } = await hf.stop();
+    releases.remove();
+    assert.equal(code, 0);
+    assert.deepEqual(leftover, []);
+  }
   assert.equal(failed, 0);
 });

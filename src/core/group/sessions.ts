@@ -5,6 +5,7 @@ import { CapacityError } from '../../errors';
 import type { HoldfastError } from '../../errors';
 import type { AppProcess, RequestInfo } from '../app-process';
 import type { AcquireOptions, Session } from '../leases';
+import type { ProcessHandle } from '../process-handle';
 import { pickProcess } from '../routing';
 import type { RoutableProcess } from '../routing';
 import type { GroupContext } from './context';
@@ -101,14 +102,28 @@ export class Sessions {
     return pickProcess(views, avoidPid)?.process;
   }
 
+  private startedBeforeExit(handle: ProcessHandle, requestId: string, timeoutMs: number): Promise<boolean | undefined> {
+    return new Promise((resolve) => {
+      const timer = this.ctx.clock.setTimeout(() => resolve(undefined), timeoutMs);
+      void handle.exited
+        .then(() => handle.startedAtExit!())
+        .then((started) => {
+          timer.cancel();
+          resolve(started === undefined ? undefined : started.has(requestId));
+        });
+    });
+  }
+
   private open(p: AppProcess, request: RequestInfo | undefined): Session {
     const clock = this.ctx.clock;
     p.openSession(clock.now(), request);
     let open = true;
+    const handle = p.handle!;
     return {
       pid: p.pid,
       generation: p.generation,
       target: p.target,
+      ...(handle.startedAtExit ? { startedBeforeExit: (requestId: string, timeoutMs: number) => this.startedBeforeExit(handle, requestId, timeoutMs) } : {}),
       close: (outcome) => {
         if (!open) return;
         open = false;

@@ -76,10 +76,10 @@ test('--config ecosystem.config.js with args runs the script with its arguments'
 
 test("Passenger's flags that holdfast does not support get the Passengerfile's explanation, not a bare unknown option", () => {
   const dir = makeApp();
-  const r = runHoldfast(['start', dir, '--spawn-method', 'smart', '--ssl', '--nginx-bin', '/usr/sbin/nginx']);
+  const r = runHoldfast(['start', dir, '--user', 'nobody', '--ssl', '--nginx-bin', '/usr/sbin/nginx']);
   assert.equal(r.status, 1);
   assert.deepEqual(r.stderr.split('\n').filter(Boolean), [
-    'holdfast: holdfast does not support the Passenger flag --spawn-method smart (holdfast starts every process directly (spawn_method "direct"))',
+    'holdfast: holdfast does not support the Passenger flag --user nobody (start holdfast as the user the app should run as)',
     'holdfast: holdfast does not support the Passenger flag --ssl (terminate TLS in a load balancer or reverse proxy in front of holdfast)',
   ]);
   assert.equal(appRan(dir), false);
