@@ -110,6 +110,8 @@ export class Spawning {
       return p;
     } catch (err) {
       if (p.state === 'spawning') this.processes.detach(p);
+      // A spawn that was aborted (outdated, closing) failed because of that, or no longer matters.
+      if (abort.signal.aborted && !isAbort(err)) throw abortError();
       if (err instanceof SpawnError) this.host.failed(err, cause);
       // A spawner bug must not wedge the pool: treat it as an OS-level spawn error.
       else if (!isAbort(err)) this.host.failed(this.asSpawnError(err, generation), cause);

@@ -181,6 +181,32 @@ test('a spawn that finishes after a restart began is stopped, not attached', asy
   await shutdown(s);
 });
 
+test('a restart that supersedes an on-demand spawn whose abort settles late waits for it: never two spawns at once', async () => {
+  const s = setup({ minInstances: 1, maxPoolSize: 3 });
+  await started(s);
+  s.spawner.handles[0]!.elu = 0.99;
+  const busy = await s.group.acquire();
+  await flush();
+  s.spawner.ignoreAbort = true; // like ChildSpawner, whose abort settles only once the child is gone
+  const late = s.spawner.pending[0]!;
+  const ticket = s.group.restart({ rolling: true });
+  for (let i = 0; i < 5; i++) {
+    await s.clock.advance(1000);
+    assert.equal(s.spawner.pending.length, 1, 'the restart has not spawned beside the aborted spawn');
+    s.group.verifyInvariants();
+  }
+  late.fail('exited', 'aborted at last');
+  s.spawner.ignoreAbort = false;
+  await flush();
+  assert.equal(s.spawner.pending.length, 1, 'now the restart spawns');
+  assert.equal(s.spawner.pending[0]!.request.generation, 2);
+  busy.close();
+  await nextSpawnSucceeds(s);
+  assert.equal((await ticket.done).outcome, 'succeeded');
+  assert.equal(s.group.resisting, false, 'the aborted spawn failing late is not a spawn error');
+  await shutdown(s);
+});
+
 test('a plain restart stops the old processes first while requests queue, then spawns the new ones', async () => {
   const s = setup({ minInstances: 2, rollingRestarts: false, resistDeploymentErrors: false });
   const old = await started(s);
