@@ -92,6 +92,8 @@ export class AppProcess {
   private unreachableUntil = 0;
   /** Resolves when the process is stopped (set when stopping begins). */
   stopping: Promise<void> | undefined;
+  /** Set when it died of a deployment error (its version is broken): the requests it had were the deploy's victims. */
+  diedOfDeploy = false;
 
   constructor(generation: number, cause: SpawnCause, now: number) {
     this.generation = generation;

@@ -16,8 +16,8 @@ export interface Session {
   close(outcome?: { unreachable?: boolean; stuck?: boolean }): void;
   /**
    * Once the process has exited (within timeoutMs): whether it had started on the request with this
-   * id (true), had not (false), or cannot say (undefined: it did not report, or it did not exit).
-   * Absent where the process can never say.
+   * id (true), had not or is not to blame (false: its version was broken), or nobody can say
+   * (undefined: it did not report, or it did not exit).
    */
   startedBeforeExit?(requestId: string, timeoutMs: number): Promise<boolean | undefined>;
 }

@@ -170,10 +170,26 @@ test('a restart starts a preloader for the new generation and stops the old one 
 });
 
 test('a Rack app that cannot boot is a spawn error holding the exception class, message and backtrace', async () => {
-  const app = new AppDir('syntax-error', 'v1', 'rack');
+  // At first start: holdfast says so and exits 1.
+  const broken = new AppDir('syntax-error', 'v1', 'rack');
+  const registry = mkdtempSync(join(tmpdir(), 'hf-reg-'));
+  try {
+    const r = await runCli(['start', broken.dir, '--port', '0', '--address', '127.0.0.1'], { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registry });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /exited with code 1 before it was ready/);
+    assert.match(r.stderr, /Error while loading the app \(SyntaxError\)/);
+    assert.match(r.stderr, /config\.ru:2/, 'the backtrace or the parser names the line');
+  } finally {
+    rmSync(registry, { recursive: true, force: true });
+    broken.remove();
+  }
+  // In a deploy: the spawn error holds it, and nothing internal reaches a visitor in production.
+  const app = new AppDir('good', 'v1', 'rack');
   const hf = await Holdfast.start(app.dir);
   try {
-    const line = await hf.waitForLog('the spawn error', (l) => /spawn error/.test(l.msg), 30_000);
+    app.deploy('syntax-error', 'v2');
+    assert.notEqual((await hf.cli(['restart', '--no-rolling'])).code, 0);
+    const line = await hf.waitForLog('the spawn error', (l) => l.event === 'spawn_error', 30_000);
     assert.match(line.msg, /exited with code 1 before it was ready/);
     assert.match(line.msg, /Error while loading the app \(SyntaxError\)/);
     const s = await hf.status();

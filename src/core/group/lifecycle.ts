@@ -100,6 +100,7 @@ export class Lifecycle {
       newestGeneration: this.ctx.generation(),
       command: this.parts.spawning().describeCommand(),
     });
+    p.diedOfDeploy = verdict.kind === 'deployment_error' || verdict.kind === 'spawn_error';
     processes.detach(p);
     observer.processDied?.(p, exit, verdict.kind === 'crash' ? { requests: verdict.requests } : undefined);
     if (verdict.kind === 'spawn_error') this.spawnFailed(verdict.error, p.cause);

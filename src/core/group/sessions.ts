@@ -102,14 +102,20 @@ export class Sessions {
     return pickProcess(views, avoidPid)?.process;
   }
 
-  private startedBeforeExit(handle: ProcessHandle, requestId: string, timeoutMs: number): Promise<boolean | undefined> {
+  /**
+   * Whether the process had started on the request when it died: its own report (the Node hook's);
+   * without one, "no" when its death was its version's fault (a deployment error: the deploy, not the
+   * request, is to blame, so the request may go elsewhere); else unknown.
+   */
+  private startedBeforeExit(p: AppProcess, handle: ProcessHandle, requestId: string, timeoutMs: number): Promise<boolean | undefined> {
     return new Promise((resolve) => {
       const timer = this.ctx.clock.setTimeout(() => resolve(undefined), timeoutMs);
       void handle.exited
-        .then(() => handle.startedAtExit!())
+        .then(() => handle.startedAtExit?.())
         .then((started) => {
           timer.cancel();
-          resolve(started === undefined ? undefined : started.has(requestId));
+          if (started !== undefined) resolve(started.has(requestId));
+          else resolve(p.diedOfDeploy ? false : undefined);
         });
     });
   }
@@ -123,7 +129,7 @@ export class Sessions {
       pid: p.pid,
       generation: p.generation,
       target: p.target,
-      ...(handle.startedAtExit ? { startedBeforeExit: (requestId: string, timeoutMs: number) => this.startedBeforeExit(handle, requestId, timeoutMs) } : {}),
+      startedBeforeExit: (requestId: string, timeoutMs: number) => this.startedBeforeExit(p, handle, requestId, timeoutMs),
       close: (outcome) => {
         if (!open) return;
         open = false;
