@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Holdfast, get, runCli, stopClean } from '../../helpers/holdfast';
 import { fixtureApp } from '../../helpers/paths';
-import { SYSTEM_PYTHON } from '../../helpers/wsgi-apps';
+import { SYSTEM_PYTHON, wsgiSource } from '../../helpers/wsgi-apps';
 
 interface Answer {
   status: number;
@@ -170,36 +170,54 @@ test('a minimal Django project is served, and sees https and the visitor through
   }
 });
 
+/** `holdfast start` of an app that cannot start at all: exit 1, and the error on stderr. */
+async function firstStartFails(dir: string, args: string[]): Promise<string> {
+  const registry = mkdtempSync(join(tmpdir(), 'hf-reg-'));
+  try {
+    const r = await runCli(['start', dir, '--port', '0', '--address', '127.0.0.1', ...args], { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registry });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /^holdfast: the app could not start: /);
+    return r.stderr;
+  } finally {
+    rmSync(registry, { recursive: true, force: true });
+  }
+}
+
 test('a passenger_wsgi.py that cannot be imported is a spawn error with the traceback, and visitors see no detail', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'hf-wsgi-boot-'));
-  writeFileSync(join(dir, 'passenger_wsgi.py'), 'import flask_not_installed_anywhere\n');
-  const hf = await Holdfast.start(dir, ['--python', SYSTEM_PYTHON]);
   try {
-    const line = await hf.waitForLog('the spawn error', (l) => l.code === 'HF_SPAWN_EXITED');
-    const error = line.spawn_error as { exit_code: number; output_tail: string[]; command: string };
-    assert.equal(error.exit_code, 1);
-    assert.ok(error.output_tail.includes("ModuleNotFoundError: No module named 'flask_not_installed_anywhere'"), error.output_tail.join('\n'));
-    assert.ok(error.output_tail.some((l) => l.startsWith('Traceback')));
-    assert.match(error.command, /python3 wsgi_loader\.py .*passenger_wsgi\.py$/);
-    const page = await get(hf.url('/'));
-    assert.equal(page.status, 503);
-    assert.doesNotMatch(page.body, /flask_not_installed_anywhere|Traceback/);
-    assert.deepEqual(hf.livePids(), []);
+    // At first start: exit 1 with the traceback.
+    writeFileSync(join(dir, 'passenger_wsgi.py'), 'import flask_not_installed_anywhere\n');
+    const stderr = await firstStartFails(dir, ['--python', SYSTEM_PYTHON]);
+    assert.match(stderr, /ModuleNotFoundError: No module named 'flask_not_installed_anywhere'/);
+    assert.match(stderr, /Traceback/);
+    // In a deploy: the spawn error holds the traceback, the visitor sees none of it.
+    writeFileSync(join(dir, 'passenger_wsgi.py'), wsgiSource('good', 'v1'));
+    const hf = await Holdfast.start(dir, ['--python', SYSTEM_PYTHON]);
+    try {
+      writeFileSync(join(dir, 'passenger_wsgi.py'), 'import flask_not_installed_anywhere\n');
+      assert.notEqual((await hf.cli(['restart', '--no-rolling'])).code, 0);
+      const line = await hf.waitForLog('the spawn error', (l) => l.code === 'HF_SPAWN_EXITED');
+      const error = line.spawn_error as { exit_code: number; output_tail: string[]; command: string };
+      assert.equal(error.exit_code, 1);
+      assert.ok(error.output_tail.includes("ModuleNotFoundError: No module named 'flask_not_installed_anywhere'"), error.output_tail.join('\n'));
+      assert.ok(error.output_tail.some((l) => l.startsWith('Traceback')));
+      assert.match(error.command, /python3 wsgi_loader\.py .*passenger_wsgi\.py$/);
+      const page = await get(hf.url('/'));
+      assert.equal(page.status, 503);
+      assert.doesNotMatch(page.body, /flask_not_installed_anywhere|Traceback/);
+    } finally {
+      await stopClean(hf);
+    }
   } finally {
-    await stopClean(hf);
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
 test('a python that does not exist is a spawn error naming it', async () => {
-  const hf = await Holdfast.start(fixtureApp('wsgi'), ['--python', '/nonexistent/bin/python3']);
-  try {
-    const line = await hf.waitForLog('the spawn error', (l) => l.code === 'HF_SPAWN_OS');
-    assert.match(String(line.msg), /ENOENT for \/nonexistent\/bin\/python3/);
-    assert.equal((await get(hf.url('/'))).status, 503);
-  } finally {
-    await stopClean(hf);
-  }
+  const stderr = await firstStartFails(fixtureApp('wsgi'), ['--python', '/nonexistent/bin/python3']);
+  assert.match(stderr, /HF_SPAWN_OS/);
+  assert.match(stderr, /ENOENT for \/nonexistent\/bin\/python3/);
 });
 
 test('a startup_file that does not fit app_type "wsgi" is refused with a hint, before anything starts', async () => {
