@@ -62,6 +62,24 @@ test('every import in src points down the layers, never up', () => {
   assert.deepEqual(violations, []);
 });
 
+// core/group/ is one Group split by concern: the rest of holdfast sees it through group.ts (the
+// table of contents) and inspection.ts (the snapshots), never through its parts.
+const GROUP_DOORS = new Set(['group.ts', 'inspection.ts']);
+
+test('outside core/group, only group.ts and inspection.ts of it are imported', () => {
+  const groupDir = join(SRC, 'core', 'group');
+  const violations: string[] = [];
+  for (const file of walk(SRC)) {
+    if (dirname(file) === groupDir) continue;
+    for (const spec of importsOf(readFileSync(file, 'utf8'))) {
+      if (!spec.startsWith('.')) continue;
+      const target = resolve(dirname(file), spec);
+      if (dirname(target) === groupDir && !GROUP_DOORS.has(`${relative(groupDir, target)}.ts`)) violations.push(`src/${relative(SRC, file)} imports ${spec}`);
+    }
+  }
+  assert.deepEqual(violations, []);
+});
+
 test('there are no barrel files in src', () => {
   const barrels = walk(SRC).filter((f) => /\/index\.ts$/.test(f));
   assert.deepEqual(barrels, []);
