@@ -7,8 +7,11 @@ import pino from 'pino';
 import type { LogLevel } from '../config/types';
 import { serializeError, withErrorCode } from './fields';
 import { prettyDestination } from './pretty';
-import { RateLimiter, WINDOW_MS, type Suppressed } from './rate-limit';
+import { RateLimiter, type Suppressed } from './rate-limit';
 import { LogSink, type SinkStats } from './sink';
+
+/** How often ended rate-limit windows are reported. */
+const SWEEP_MS = 1000;
 
 export type Logger = pino.Logger;
 
@@ -56,8 +59,9 @@ export function createLogger(options: { file: string | undefined; level: LogLeve
     },
     pretty ? prettyDestination() : sink,
   );
-  // Windows that end in silence still get their "N similar suppressed" line.
-  setInterval(() => limiter.sweep(Date.now(), report), WINDOW_MS).unref();
+  // Windows that end in silence still get their "N similar suppressed" line, within a second of
+  // their end (a sweep every WINDOW_MS could report up to two windows late).
+  setInterval(() => limiter.sweep(Date.now(), report), SWEEP_MS).unref();
   return {
     logger,
     reopen: () => sink.reopen(),
