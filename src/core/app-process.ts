@@ -92,8 +92,8 @@ export class AppProcess {
   private unreachableUntil = 0;
   /** Resolves when the process is stopped (set when stopping begins). */
   stopping: Promise<void> | undefined;
-  /** Set when it died of a deployment error (its version is broken): the requests it had were the deploy's victims. */
-  diedOfDeploy = false;
+  /** Set when its death is blamed on its version (a deployment error, or a death in probation): the requests it had were not the cause. */
+  blamedOnVersion = false;
 
   constructor(generation: number, cause: SpawnCause, now: number) {
     this.generation = generation;

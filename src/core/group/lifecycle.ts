@@ -94,13 +94,16 @@ export class Lifecycle {
       observer.processDied?.(p, exit);
       return;
     }
+    const young = this.inProbation(p);
     const verdict = resistance.judgeDeath(p, {
       exit,
       restartGeneration: this.parts.restarts().generation,
       newestGeneration: this.ctx.generation(),
       command: this.parts.spawning().describeCommand(),
     });
-    p.diedOfDeploy = verdict.kind === 'deployment_error' || verdict.kind === 'spawn_error';
+    // Blamed on its version, not on the requests it had: a broken deploy, or a death so soon after it
+    // became ready (probation) that the version is the likelier cause. Those requests may go elsewhere.
+    p.blamedOnVersion = verdict.kind === 'deployment_error' || verdict.kind === 'spawn_error' || young;
     processes.detach(p);
     observer.processDied?.(p, exit, verdict.kind === 'crash' ? { requests: verdict.requests } : undefined);
     if (verdict.kind === 'spawn_error') this.spawnFailed(verdict.error, p.cause);

@@ -104,8 +104,9 @@ export class Sessions {
 
   /**
    * Whether the process had started on the request when it died: its own report (the Node hook's);
-   * without one, "no" when its death was its version's fault (a deployment error: the deploy, not the
-   * request, is to blame, so the request may go elsewhere); else unknown.
+   * without one, "no" when its death is blamed on its version (a deployment error, or a death within
+   * probation_time: the version, not the request, is the likelier cause), so the request may go
+   * elsewhere; else unknown.
    */
   private startedBeforeExit(p: AppProcess, handle: ProcessHandle, requestId: string, timeoutMs: number): Promise<boolean | undefined> {
     return new Promise((resolve) => {
@@ -115,7 +116,7 @@ export class Sessions {
         .then((started) => {
           timer.cancel();
           if (started !== undefined) resolve(started.has(requestId));
-          else resolve(p.diedOfDeploy ? false : undefined);
+          else resolve(p.blamedOnVersion ? false : undefined);
         });
     });
   }
