@@ -223,6 +223,6 @@ test('a python that does not exist is a spawn error naming it', async () => {
 test('a startup_file that does not fit app_type "wsgi" is refused with a hint, before anything starts', async () => {
   const r = await runCli(['start', fixtureApp('wsgi'), '--app-type', 'wsgi', '--startup-file', '../hello/app.js'], process.env);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /startup_file \("\.\.\/hello\/app\.js", from --startup-file\) does not fit app_type "wsgi": a WSGI app's startup file is a Python file/);
+  assert.match(r.stderr, /startup_file "\.\.\/hello\/app\.js" is a Node file, but the app type is "wsgi" \(it would be run by python\): set app_type "node", or a WSGI \(Python\) startup_file/);
   assert.doesNotMatch(r.stderr, /^\s+at /m);
 });
