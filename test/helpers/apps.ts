@@ -110,22 +110,23 @@ export class AppDir {
   }
 }
 
-/** The Capistrano/Deployer layout: releases/N and a `current` symlink switched on deploy. */
-export class ReleasesDir {
-  readonly root = mkdtempSync(join(tmpdir(), 'hf-cap-'));
-  readonly current = join(this.root, 'current');
+/** The Capistrano/Deployer layout, whatever the app: releases/N and a `current` symlink switched atomically. */
+export class ReleasesLayout {
+  readonly current: string;
   private n = 0;
 
-  constructor(variant: Variant = 'good', version = 'v1', readonly kind: AppKind = 'node') {
-    mkdirSync(join(this.root, 'releases'));
-    this.deploy(variant, version);
+  constructor(readonly root: string) {
+    this.current = join(root, 'current');
+    mkdirSync(join(root, 'releases'));
   }
 
-  /** Writes a new release and switches `current` to it atomically; returns the release dir. */
-  deploy(variant: Variant, version: string): string {
-    const release = join(this.root, 'releases', String(++this.n));
-    mkdirSync(release);
-    writeFileSync(join(release, entryFile(this.kind)), sourceOf(this.kind, variant, version));
+  /** The dir of the next release (not made yet). */
+  protected nextRelease(): string {
+    return join(this.root, 'releases', String(++this.n));
+  }
+
+  /** Switches `current` to the release at once (a rename over the old link); returns the release dir. */
+  protected publish(release: string): string {
     const link = join(this.root, `.current-${this.n}`);
     symlinkSync(release, link);
     renameSync(link, this.current);
@@ -134,5 +135,21 @@ export class ReleasesDir {
 
   remove(): void {
     rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** The releases layout of the Node or Rack app of appSource / rackSource. */
+export class ReleasesDir extends ReleasesLayout {
+  constructor(variant: Variant = 'good', version = 'v1', readonly kind: AppKind = 'node') {
+    super(mkdtempSync(join(tmpdir(), 'hf-cap-')));
+    this.deploy(variant, version);
+  }
+
+  /** Writes a new release and switches `current` to it atomically; returns the release dir. */
+  deploy(variant: Variant, version: string): string {
+    const release = this.nextRelease();
+    mkdirSync(release);
+    writeFileSync(join(release, entryFile(this.kind)), sourceOf(this.kind, variant, version));
+    return this.publish(release);
   }
 }

@@ -1,9 +1,10 @@
 // Releases of the Rails fixture (test/fixtures/apps/rails) in the Capistrano layout, good and
 // broken in the ways Rails deploys break: a syntax error in a file eager-loaded at boot, a
 // database.yml naming an adapter that does not exist, an exception in an initializer.
-import { cpSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync, readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ReleasesLayout } from './apps';
 import { fixtureApp } from './paths';
 
 export type RailsVariant = 'good' | 'syntax-error' | 'bad-adapter' | 'initializer-raises';
@@ -15,19 +16,15 @@ export const RAILS_EVIDENCE: Readonly<Record<Exclude<RailsVariant, 'good'>, RegE
   'initializer-raises': /RuntimeError: the payment gateway key is missing/,
 };
 
-export class RailsReleases {
-  readonly root = mkdtempSync(join(tmpdir(), 'hf-rails-'));
-  readonly current = join(this.root, 'current');
-  private n = 0;
-
+export class RailsReleases extends ReleasesLayout {
   constructor(version = 'v1') {
-    mkdirSync(join(this.root, 'releases'));
+    super(mkdtempSync(join(tmpdir(), 'hf-rails-')));
     this.deploy('good', version);
   }
 
   /** Copies the fixture into releases/N, breaks it as asked, and switches `current` to it. */
   deploy(variant: RailsVariant, version: string): string {
-    const release = join(this.root, 'releases', String(++this.n));
+    const release = this.nextRelease();
     cpSync(fixtureApp('rails'), release, { recursive: true, filter: (src) => !/\.sqlite3$|\.log$/.test(src) });
     writeFileSync(join(release, 'config/initializers/version.rb'), `HOLDFAST_APP_VERSION = '${version}'\n`);
     if (variant === 'syntax-error') {
@@ -38,13 +35,6 @@ export class RailsReleases {
     } else if (variant === 'initializer-raises') {
       writeFileSync(join(release, 'config/initializers/payments.rb'), "raise 'the payment gateway key is missing' unless ENV['PAYMENT_KEY']\n");
     }
-    const link = join(this.root, `.current-${this.n}`);
-    symlinkSync(release, link);
-    renameSync(link, this.current);
-    return release;
-  }
-
-  remove(): void {
-    rmSync(this.root, { recursive: true, force: true });
+    return this.publish(release);
   }
 }

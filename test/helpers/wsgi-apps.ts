@@ -1,9 +1,9 @@
 // WSGI (Python) versions of the app dirs in apps.ts, good and broken the way Python deploys break,
 // and a Django project deployed into the releases/N + `current` layout.
-import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Variant } from './apps';
+import { ReleasesLayout, type Variant } from './apps';
 import { fixtureApp } from './paths';
 
 /** Debian's python, which has python3-flask and python3-django (the first python3 on PATH may not). */
@@ -71,18 +71,14 @@ export class WsgiAppDir {
 export type DjangoVariant = 'good' | 'view-syntax-error' | 'bad-database-engine' | 'missing-dependency';
 
 /** test/fixtures/apps/wsgi-django copied into releases/N, with `current` switched atomically. */
-export class DjangoReleases {
-  readonly root = mkdtempSync(join(tmpdir(), 'hf-django-'));
-  readonly current = join(this.root, 'current');
-  private n = 0;
-
+export class DjangoReleases extends ReleasesLayout {
   constructor(variant: DjangoVariant = 'good', version = 'v1') {
-    mkdirSync(join(this.root, 'releases'));
+    super(mkdtempSync(join(tmpdir(), 'hf-django-')));
     this.deploy(variant, version);
   }
 
   deploy(variant: DjangoVariant, version: string): string {
-    const release = join(this.root, 'releases', String(++this.n));
+    const release = this.nextRelease();
     cpSync(fixtureApp('wsgi-django'), release, { recursive: true, filter: (src) => !src.includes('__pycache__') });
     const views = join(release, 'mysite', 'views.py');
     const settings = join(release, 'mysite', 'settings.py');
@@ -96,13 +92,6 @@ export class DjangoReleases {
       // A package the new release needs that is not installed on this host.
       appendFileSync(settings, "INSTALLED_APPS = ['rest_framework_not_installed']\n");
     }
-    const link = join(this.root, `.current-${this.n}`);
-    symlinkSync(release, link);
-    renameSync(link, this.current);
-    return release;
-  }
-
-  remove(): void {
-    rmSync(this.root, { recursive: true, force: true });
+    return this.publish(release);
   }
 }
