@@ -20,6 +20,27 @@ export interface CliResult {
   stderr: string;
 }
 
+/** Calls onLine for each line holdfast logs as JSON on the stream; a line that is not JSON comes as level "raw". */
+export function readLogLines(stream: NodeJS.ReadableStream, onLine: (line: LogLine, raw: string) => void): void {
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const raw = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      let line: LogLine;
+      try {
+        line = JSON.parse(raw) as LogLine;
+      } catch {
+        line = { level: 'raw', msg: raw };
+      }
+      onLine(line, raw);
+    }
+  });
+}
+
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -63,23 +84,11 @@ export class Holdfast {
     readonly name: string,
     readonly env: NodeJS.ProcessEnv,
   ) {
-    let buf = '';
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buf += chunk;
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const raw = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        this.rawLines.push(raw);
-        try {
-          const line = JSON.parse(raw) as LogLine;
-          this.lines.push(line);
-          if (typeof line.port === 'number' && line.event === 'serving') this.port = line.port;
-          if (typeof line.app_pid === 'number' && line.event === 'process_ready') this.appPids.add(line.app_pid);
-        } catch {
-          this.lines.push({ level: 'raw', msg: raw });
-        }
-      }
+    readLogLines(child.stdout!, (line, raw) => {
+      this.rawLines.push(raw);
+      this.lines.push(line);
+      if (typeof line.port === 'number' && line.event === 'serving') this.port = line.port;
+      if (typeof line.app_pid === 'number' && line.event === 'process_ready') this.appPids.add(line.app_pid);
     });
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (this.stderr += c));
     this.exited = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));

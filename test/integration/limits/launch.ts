@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pidAlive, runCli, waitFor, type CliResult, type LogLine } from '../../helpers/holdfast';
+import { pidAlive, readLogLines, runCli, waitFor, type CliResult, type LogLine } from '../../helpers/holdfast';
 import { CLI } from '../../helpers/paths';
 
 export interface Launched {
@@ -33,20 +33,7 @@ export async function launch(app: string, args: string[], opts: { prefix?: strin
   const child = spawn(cmd!, rest, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: LogLine[] = [];
   let stderr = '';
-  let buf = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    buf += chunk;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const raw = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      try {
-        lines.push(JSON.parse(raw) as LogLine);
-      } catch {
-        lines.push({ level: 'raw', msg: raw });
-      }
-    }
-  });
+  readLogLines(child.stdout!, (line) => lines.push(line));
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const cli = (a: string[]) => runCli([...a, '--name', name], env, 20_000);
