@@ -11,7 +11,7 @@
 // V8 runtime and JIT-compiled JS that V8's wall-clock sampler cannot give (see bench/lib/perf.ts).
 //
 // Environment: BENCH_SECONDS (8), BENCH_CONNECTIONS (32), BENCH_PROFILE_APP (hello), BENCH_TOP (15),
-// BENCH_PERF (on), BENCH_LOADGEN as for `npm run bench`. The profile and summary.json are kept in
+// BENCH_PROFILE_PATH (proxy: every request proxied; handoff), BENCH_PERF (on), BENCH_LOADGEN as for `npm run bench`. The profile and summary.json are kept in
 // bench/results/profile-<timestamp>/ (open the .cpuprofile in Chrome DevTools for the flame chart).
 
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -71,14 +71,16 @@ runMain(async (resources) => {
   const seconds = envNumber('BENCH_SECONDS', 8);
   const connections = envNumber('BENCH_CONNECTIONS', 32);
   const app = process.env.BENCH_PROFILE_APP ?? 'hello';
+  const path = process.env.BENCH_PROFILE_PATH ?? 'proxy';
+  if (path !== 'proxy' && path !== 'handoff') throw new Error(`BENCH_PROFILE_PATH must be proxy or handoff, not "${path}"`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const dir = join(RESULTS_DIR, `profile-${stamp}`);
   mkdirSync(dir, { recursive: true });
   const scratch = resources.tempDir('hf-bench-');
   const loadgen = chooseLoadGenerator(resources, scratch, say);
 
-  say(`profiling holdfast (2 processes of the ${app} app) under ${loadgen.name} -t1 -c${connections} -d${seconds}s; profile in ${relative(process.cwd(), dir)}`);
-  const holdfast = await startHoldfast(resources, app, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+  say(`profiling holdfast's ${path} path (2 processes of the ${app} app) under ${loadgen.name} -t1 -c${connections} -d${seconds}s; profile in ${relative(process.cwd(), dir)}`);
+  const holdfast = await startHoldfast(resources, app, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`], handoff: path !== 'proxy' });
   let stopped = false;
   try {
     const warm = await loadgen.run({ url: holdfast.url('/'), connections, seconds: 2 });
@@ -116,7 +118,7 @@ runMain(async (resources) => {
     if (!/^(off|0|false)$/.test(process.env.BENCH_PERF ?? '')) {
       if (!perfAvailable()) perf = { skipped: 'perf is not installed' };
       else {
-        const second = await profileWithPerf(resources, app, dir, loadgen, connections, seconds, top);
+        const second = await profileWithPerf(resources, app, path === 'proxy', dir, loadgen, connections, seconds, top);
         perfLoad = second.load;
         if (second.perf) {
           perf = second.perf;
@@ -132,7 +134,7 @@ runMain(async (resources) => {
     writeFileSync(
       summaryFile,
       JSON.stringify(
-        { app, seconds, connections, loadGenerator: `${loadgen.name} ${loadgen.version}`, node: process.version, window, load: r, cpu, threads, profile: file, summary, perfLoad, perf },
+        { app, path, seconds, connections, loadGenerator: `${loadgen.name} ${loadgen.version}`, node: process.version, window, load: r, cpu, threads, profile: file, summary, perfLoad, perf },
         null,
         2,
       ) + '\n',
@@ -147,6 +149,7 @@ runMain(async (resources) => {
 async function profileWithPerf(
   resources: Resources,
   app: string,
+  proxyOnly: boolean,
   dir: string,
   loadgen: LoadGenerator,
   connections: number,
@@ -155,7 +158,7 @@ async function profileWithPerf(
 ): Promise<{ perf: PerfSummary | undefined; load: LoadResult }> {
   say(`\nsecond pass: perf record on holdfast's main thread (node --perf-basic-prof), same load`);
   // --perf-basic-prof also makes V8 write an isolate-*.log into the cwd: keep it with the profile.
-  const holdfast = await startHoldfast(resources, app, { nodeArgs: ['--perf-basic-prof', `--logfile=${join(dir, 'v8.log')}`, '--no-logfile-per-isolate'] });
+  const holdfast = await startHoldfast(resources, app, { nodeArgs: ['--perf-basic-prof', `--logfile=${join(dir, 'v8.log')}`, '--no-logfile-per-isolate'], handoff: !proxyOnly });
   try {
     await loadgen.run({ url: holdfast.url('/'), connections, seconds: 2 });
     await sleep(500);

@@ -1,13 +1,14 @@
-// One attempt to get a request answered by one app process, over undici's dispatch API: the
-// response is written to the visitor as it arrives, with back-pressure both ways.
+// One attempt to get a request answered by one app process, over holdfast's upstream client
+// (upstream-client.ts): the response is written to the visitor as it arrives, with back-pressure
+// both ways.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import type { Session } from '../core/leases';
 import type { BufferedBody } from './request-buffer';
 import { visitorResponseHeaders } from './headers';
 import type { UpstreamPools } from './upstream-pools';
+import { UPSTREAM_CLOSED, type ExchangeHandler } from './upstream-client';
 
 export type AttemptOutcome =
   /** The app's whole response was handed to the visitor's connection. */
@@ -32,8 +33,7 @@ const UNREACHABLE_CODES = new Set([
   'ENOENT',
   'ECONNABORTED',
   'EHOSTUNREACH',
-  'UND_ERR_SOCKET', // undici: "other side closed" before the response
-  'UND_ERR_CONNECT_TIMEOUT',
+  UPSTREAM_CLOSED, // the app closed the connection before answering
 ]);
 
 function errorCode(error: unknown): string | undefined {
@@ -51,7 +51,7 @@ export function isUnreachable(error: unknown): boolean {
 }
 
 /**
- * The request body as a stream of its own. undici destroys the body stream when the app fails
+ * The request body as a stream of its own. The upstream client destroys the body stream when the app fails
  * mid-upload; destroying the visitor's request would destroy the visitor's connection too, and
  * with it the chance to answer 502.
  */
@@ -92,9 +92,9 @@ export interface AttemptContext {
   readonly requestIdHeader: string;
   /** The proxy is closing: tell the visitor not to reuse the connection. */
   closing(): boolean;
-  /** Called exactly once per attempt, synchronously from undici's callback (or from start()). */
+  /** Called exactly once per attempt, synchronously from the upstream client's callback (or from start()). */
   settled(attempt: Attempt, outcome: AttemptOutcome): void;
-  /** The whole request was written to the process (undici's onRequestSent). */
+  /** The whole request was written to the process (the client's onRequestSent). */
   sent(attempt: Attempt): void;
 }
 
@@ -126,10 +126,10 @@ class VisitorGoneError extends Error {
 }
 
 /**
- * One attempt to get a request answered by one app process, as undici's dispatch handler: a class
- * rather than closures, because it is made for every request and its methods are shared.
+ * One attempt to get a request answered by one app process, as the upstream client's handler: a
+ * class rather than closures, because it is made for every request and its methods are shared.
  */
-export class Attempt implements Dispatcher.DispatchHandler {
+export class Attempt implements ExchangeHandler {
   readonly session: Session;
   readonly request: AttemptRequest;
   readonly #ctx: AttemptContext;
@@ -137,7 +137,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   #resume: (() => void) | null = null;
   #onDrain: (() => void) | null = null;
   #responseStarted = false;
-  /** undici wrote the whole request to the process's connection: from now on it may have acted on it. */
+  /** The client wrote the whole request to the process's connection: from now on it may have acted on it. */
   #requestSent = false;
   #settled = false;
   #invalidResponse: Error | null = null;
@@ -155,7 +155,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       const upstream = this.#ctx.pools.for(this.session);
       upstream.pool.dispatch(
         {
-          method: req.method as Dispatcher.HttpMethod,
+          method: req.method ?? 'GET',
           path: req.url ?? '/',
           headers: this.request.upstreamHeaders,
           body: hasBody ? (this.request.body?.open() ?? detachableBody(req)) : null,
@@ -198,14 +198,14 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.#ctx.sent(this);
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resumeResponse: () => void, statusText: string): boolean {
+  onHeaders(statusCode: number, rawHeaders: string[], resumeResponse: () => void, statusText: string): boolean {
     const { res, requestId } = this.request;
     if (statusCode < 200) {
       // 103 Early Hints may go on to the visitor; other 1xx are between us and the app.
       if (statusCode === 103 && !res.headersSent) {
         const links: string[] = [];
         for (let i = 0; i < rawHeaders.length; i += 2) {
-          if (rawHeaders[i]!.toString('latin1').toLowerCase() === 'link') links.push(rawHeaders[i + 1]!.toString('latin1'));
+          if (rawHeaders[i]!.toLowerCase() === 'link') links.push(rawHeaders[i + 1]!);
         }
         if (links.length > 0) res.writeEarlyHints({ link: links });
       }
@@ -230,7 +230,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   onData(chunk: Buffer): boolean {
     const res = this.request.res;
     if (res.write(chunk)) return true;
-    // Back-pressure: undici pauses until resume(); hooked on the first full buffer only.
+    // Back-pressure: the client pauses until resume(); hooked on the first full buffer only.
     if (this.#onDrain === null) {
       this.#onDrain = () => this.#resume?.();
       res.on('drain', this.#onDrain);

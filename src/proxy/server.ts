@@ -344,7 +344,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       { event: 'request_retried', app_pid: pid, request_id: ex.requestId, err: error },
       'app process went away before it started on the request; retrying the request on another process',
     );
-    // Out of undici's callback: the retry starts from a clean stack.
+    // Out of the upstream client's callback: the retry starts from a clean stack.
     queueMicrotask(() => attempt(ex, pid));
   };
 

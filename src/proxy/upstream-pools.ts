@@ -1,15 +1,10 @@
-// Keep-alive connections to app processes: one undici Pool per target (Unix socket or tcp), so a
-// process's connections are reused by the requests routed to it and can be closed when it drains.
+// Keep-alive connections to app processes: one TargetPool (upstream-client.ts) per address (Unix
+// socket or tcp), so a process's connections are reused by the requests routed to it and can be
+// closed when it drains.
 
-import type { Pool as PoolType } from 'undici';
-
-// Only the Pool, not undici's index: the index also loads fetch, WebSocket, the caches and the
-// mocks, ~8 MB of holdfast's idle RSS that the proxy never uses (the goal is < 80 MB). undici is
-// pinned to an exact version, and a unit test checks this path still gives undici's own Pool.
-const Pool = require('undici/lib/dispatcher/pool') as typeof PoolType;
-type Pool = PoolType;
 import type { Session } from '../core/leases';
 import type { UpstreamTarget } from '../core/process-handle';
+import { TargetPool } from './upstream-client';
 
 export function targetKey(target: UpstreamTarget): string {
   return target.kind === 'unix' ? `unix:${target.socketPath}` : `tcp:${target.host}:${target.port}`;
@@ -19,23 +14,8 @@ export function describeTarget(target: UpstreamTarget): string {
   return target.kind === 'unix' ? target.socketPath : `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 }
 
-function newPool(target: UpstreamTarget, idleTimeoutMs: number): Pool {
-  const options: PoolType.Options = {
-    pipelining: 1, // never pipeline to an app: one slow response would hold up the others
-    keepAliveTimeout: idleTimeoutMs,
-    keepAliveMaxTimeout: idleTimeoutMs,
-    // An app may think for long or stream for long (long polling, server-sent events); the
-    // visitor's own timeouts and disconnects end such exchanges, not a guess made here.
-    headersTimeout: 0,
-    bodyTimeout: 0,
-  };
-  if (target.kind === 'unix') return new Pool('http://localhost', { ...options, socketPath: target.socketPath });
-  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
-  return new Pool(`http://${host}:${target.port}`, options);
-}
-
 interface Entry {
-  pool: Pool;
+  pool: TargetPool;
   /** Pids seen on this target: tell a new process reusing the address from the one forgotten. */
   pids: Set<number>;
   lastUsedMs: number;
@@ -47,11 +27,13 @@ interface Forgotten {
 }
 
 export interface Upstream {
-  pool: Pool;
+  pool: TargetPool;
   /** Close the connection after this exchange (the target was forgotten: its process is going). */
   reset: boolean;
 }
 
+/** How often idle connections past their time are closed. */
+const IDLE_SWEEP_INTERVAL_MS = 1_000;
 /** How long a pool with no connection is kept, and how long a forgotten target stays forgotten. */
 const SWEEP_INTERVAL_MS = 60_000;
 const FORGOTTEN_TTL_MS = 10 * 60_000;
@@ -62,12 +44,12 @@ export class UpstreamPools {
   // Targets whose process drains or stops: requests still routed there get a connection of their
   // own, closed after the response, so that no idle socket keeps the process's server open.
   readonly #closed = new Map<string, Forgotten>();
-  readonly #retiring = new Map<Pool, Promise<void>>();
+  readonly #retiring = new Map<TargetPool, Promise<void>>();
   readonly #sweep: NodeJS.Timeout;
 
   constructor(idleTimeoutMs: number) {
     this.#idleTimeoutMs = idleTimeoutMs;
-    this.#sweep = setInterval(() => this.#sweepIdle(), SWEEP_INTERVAL_MS);
+    this.#sweep = setInterval(() => this.#sweepIdle(), IDLE_SWEEP_INTERVAL_MS);
     this.#sweep.unref();
   }
 
@@ -79,7 +61,9 @@ export class UpstreamPools {
     if (forgotten && forgotten.pids.size > 0 && !forgotten.pids.has(session.pid)) this.#closed.delete(key);
     let entry = this.#pools.get(key);
     if (!entry) {
-      entry = { pool: newPool(session.target, this.#idleTimeoutMs), pids: new Set(), lastUsedMs: 0 };
+      // An app may think for long or stream for long (long polling, server-sent events): there is no
+      // response timeout here; the visitor's own timeouts and disconnects end such exchanges.
+      entry = { pool: new TargetPool(session.target, this.#idleTimeoutMs), pids: new Set(), lastUsedMs: 0 };
       this.#pools.set(key, entry);
     }
     entry.pids.add(session.pid);
@@ -119,11 +103,10 @@ export class UpstreamPools {
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
   }
 
-  #retire(pool: Pool): void {
+  #retire(pool: TargetPool): void {
     // close(): no new requests, running ones finish, idle sockets close at once.
     const closing = pool
       .close()
-      .catch(() => undefined)
       .then(() => {
         this.#retiring.delete(pool);
       });
@@ -133,8 +116,8 @@ export class UpstreamPools {
   #sweepIdle(): void {
     const now = Date.now();
     for (const [key, entry] of this.#pools) {
-      const { connected, running, pending } = entry.pool.stats;
-      if (connected === 0 && running === 0 && pending === 0 && now - entry.lastUsedMs > SWEEP_INTERVAL_MS) {
+      entry.pool.sweep(now);
+      if (entry.pool.stats.connected === 0 && now - entry.lastUsedMs > SWEEP_INTERVAL_MS) {
         this.#pools.delete(key);
         this.#retire(entry.pool);
       }

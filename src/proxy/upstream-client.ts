@@ -1,0 +1,582 @@
+// holdfast's own HTTP/1.1 client to app processes: the proxy path's hot half, hand-written because
+// undici cost ~100 µs of CPU per request on top of the visitor's side (docs/performance.md), and
+// because the connection policy has to suit servers that serve one request at a time.
+//
+// One TargetPool per process address. The policy:
+// - no pipelining: one exchange per connection at a time;
+// - idle connections are reused last-in first-out: a single-threaded server (puma -t 1:1, a Rack
+//   or WSGI loader) waits on the connection it answered last for the next request (puma for up to
+//   200 ms before it looks at its other sockets), so the next request goes there and never sits
+//   behind a kept-alive connection the server is not going to serve; with one session at a time
+//   per process that is one connection, reused for ever;
+// - a response that says `Connection: close` (gunicorn's sync workers, HTTP/1.0) or ends at EOF
+//   closes its connection, and the next request opens a new one;
+// - an idle connection is closed after the idle timeout, or earlier when the app announced a
+//   shorter `Keep-Alive: timeout=N`; a request that finds a reused connection closed under it
+//   before any answer (the keep-alive race) is sent once more on a fresh connection when it has
+//   no body, so a live app never costs a visitor an error for it.
+//
+// Responses are parsed by llhttp, Node's own HTTP parser (the one its http module uses), through
+// `_http_common`; bodies are forwarded as they arrive, with back-pressure both ways.
+
+import { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import type { UpstreamTarget } from '../core/process-handle';
+
+/** llhttp as Node's http module binds it (lib/_http_common.js); the parts used here. */
+interface LlhttpParser {
+  initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
+  execute(data: Buffer): number | Error;
+  /** Read straight from the socket's handle in C++, as Node's http server does: no 'data' events. */
+  consume(handle: unknown): void;
+  finish(): number | Error | undefined;
+  close(): void;
+  [callback: number]: unknown;
+}
+interface LlhttpModule {
+  HTTPParser: {
+    new (): LlhttpParser;
+    RESPONSE: number;
+    kOnHeaders: number;
+    kOnHeadersComplete: number;
+    kOnBody: number;
+    kOnMessageComplete: number;
+    kOnExecute: number;
+  };
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { HTTPParser } = require('_http_common') as LlhttpModule;
+const kOnHeaders = HTTPParser.kOnHeaders | 0;
+const kOnHeadersComplete = HTTPParser.kOnHeadersComplete | 0;
+const kOnBody = HTTPParser.kOnBody | 0;
+const kOnMessageComplete = HTTPParser.kOnMessageComplete | 0;
+const kOnExecute = HTTPParser.kOnExecute | 0;
+
+/** A libuv stream handle as net.Socket holds it (`socket._handle`). */
+interface StreamHandle {
+  isStreamBase?: boolean;
+  _consumed?: boolean;
+  readStart(): number;
+  readStop(): number;
+}
+
+/** What one exchange reports, in order: connect, (request sent), headers (1xx ones too), data..., complete | error. */
+export interface ExchangeHandler {
+  /** Synchronously from dispatch(): how to abort the exchange (it then ends with onError(error)). */
+  onConnect(abort: (error?: Error) => void): void;
+  /** The whole request was written to the process's connection: from now on it may have acted on it. */
+  onRequestSent(): void;
+  /** false: the handler refused the response (it aborted the exchange). */
+  onHeaders(statusCode: number, rawHeaders: string[], resume: () => void, statusText: string): boolean;
+  /** false: pause until resume() is called. */
+  onData(chunk: Buffer): boolean;
+  onComplete(): void;
+  onError(error: Error): void;
+}
+
+export interface ExchangeRequest {
+  method: string;
+  path: string;
+  /** Flat [name, value, ...], already fit for the app (hop-by-hop headers removed). */
+  headers: readonly string[];
+  /** Sent with its Content-Length when the headers have one, chunked otherwise. */
+  body: Buffer | Readable | null;
+  /** Close the connection after this exchange. */
+  reset: boolean;
+}
+
+/** An upstream failure with a code, as Node's own socket errors have (forward.ts reads the codes). */
+export class UpstreamClientError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'UpstreamClientError';
+    this.code = code;
+  }
+}
+
+/** The app closed the connection before the response was over. */
+export const UPSTREAM_CLOSED = 'HF_UPSTREAM_CLOSED';
+/** The app's response is not valid HTTP/1.1 (llhttp's error in the message). */
+export const UPSTREAM_INVALID = 'HF_UPSTREAM_INVALID_RESPONSE';
+
+/** Subtracted from an announced Keep-Alive timeout, so that we close first (as undici does). */
+const KEEP_ALIVE_THRESHOLD_MS = 1_000;
+const KEEP_ALIVE_TIMEOUT = /timeout\s*=\s*(\d+)/i;
+
+function headerBlock(request: ExchangeRequest): { head: string; chunked: boolean } {
+  let head = `${request.method} ${request.path} HTTP/1.1\r\n`;
+  const headers = request.headers;
+  let length = false;
+  let host = false;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    if (name.length === 14 && name.toLowerCase() === 'content-length') length = true;
+    else if (name.length === 4 && name.toLowerCase() === 'host') host = true;
+    head += `${name}: ${headers[i + 1]!}\r\n`;
+  }
+  // HTTP/1.1 requires a Host (an HTTP/1.0 visitor may have sent none).
+  if (!host) head += 'host: localhost\r\n';
+  const chunked = request.body !== null && !length && !Buffer.isBuffer(request.body);
+  if (Buffer.isBuffer(request.body) && !length) head += `content-length: ${request.body.length}\r\n`;
+  if (chunked) head += 'transfer-encoding: chunked\r\n';
+  head += request.reset ? 'connection: close\r\n' : 'connection: keep-alive\r\n';
+  return { head: `${head}\r\n`, chunked };
+}
+
+const CRLF = '\r\n';
+const LAST_CHUNK = '0\r\n\r\n';
+
+/** One request and its response on one connection (and, after a keep-alive race, on a second one). */
+class Exchange {
+  readonly request: ExchangeRequest;
+  readonly handler: ExchangeHandler;
+  readonly pool: TargetPool;
+  connection: Connection | null = null;
+  /** The request body is written whole (or there is none). */
+  bodyDone = false;
+  sent = false;
+  responseStarted = false;
+  /** A 1xx response was read: the real one follows on the same connection. */
+  informational = false;
+  /** HEAD: a response without a body whatever its headers say. */
+  readonly headOnly: boolean;
+  paused = false;
+  done = false;
+  retriedStale = false;
+  #body: Readable | null = null;
+  #onBodyData: ((chunk: Buffer) => void) | null = null;
+  #onBodyEnd: (() => void) | null = null;
+  #onBodyError: ((error: Error) => void) | null = null;
+  #onDrain: (() => void) | null = null;
+
+  constructor(pool: TargetPool, request: ExchangeRequest, handler: ExchangeHandler) {
+    this.pool = pool;
+    this.request = request;
+    this.handler = handler;
+    this.headOnly = request.method === 'HEAD';
+  }
+
+  readonly abort = (error?: Error): void => {
+    if (this.done) return;
+    this.fail(error ?? new UpstreamClientError('HF_UPSTREAM_ABORTED', 'the request to the app was aborted'));
+  };
+
+  readonly resume = (): void => {
+    if (!this.paused || this.done) return;
+    this.paused = false;
+    this.connection?.resume();
+  };
+
+  /** Write the request on `connection`. */
+  start(connection: Connection): void {
+    this.connection = connection;
+    connection.exchange = this;
+    const { head, chunked } = headerBlock(this.request);
+    const body = this.request.body;
+    const socket = connection.socket;
+    if (body === null) {
+      this.bodyDone = true;
+      socket.write(head, 'latin1', this.#headWritten);
+      return;
+    }
+    if (Buffer.isBuffer(body)) {
+      this.bodyDone = true;
+      socket.cork();
+      socket.write(head, 'latin1');
+      socket.write(body, this.#headWritten);
+      socket.uncork();
+      return;
+    }
+    socket.write(head, 'latin1');
+    this.#stream(body, socket, chunked);
+  }
+
+  readonly #headWritten = (error?: Error | null): void => {
+    if (error || this.done || this.connection === null) return;
+    this.#markSent();
+  };
+
+  #markSent(): void {
+    if (this.sent) return;
+    this.sent = true;
+    this.handler.onRequestSent();
+  }
+
+  /** A streamed body, with back-pressure from the app's connection. */
+  #stream(body: Readable, socket: Socket, chunked: boolean): void {
+    this.#body = body;
+    this.#onBodyData = (chunk: Buffer) => {
+      if (chunk.length === 0) return;
+      let ok: boolean;
+      if (chunked) {
+        socket.cork();
+        socket.write(`${chunk.length.toString(16)}${CRLF}`, 'latin1');
+        socket.write(chunk);
+        ok = socket.write(CRLF, 'latin1');
+        socket.uncork();
+      } else ok = socket.write(chunk);
+      if (!ok) body.pause();
+    };
+    this.#onBodyEnd = () => {
+      this.#detachBody();
+      this.bodyDone = true;
+      if (chunked) socket.write(LAST_CHUNK, 'latin1', this.#headWritten);
+      else socket.write('', this.#headWritten);
+    };
+    this.#onBodyError = (error: Error) => {
+      this.#detachBody();
+      this.fail(error);
+    };
+    this.#onDrain = () => {
+      this.#body?.resume();
+    };
+    body.on('data', this.#onBodyData);
+    body.once('end', this.#onBodyEnd);
+    body.once('error', this.#onBodyError);
+    socket.on('drain', this.#onDrain);
+  }
+
+  #detachBody(): void {
+    const body = this.#body;
+    if (body === null) return;
+    this.#body = null;
+    body.off('data', this.#onBodyData!);
+    body.off('end', this.#onBodyEnd!);
+    body.off('error', this.#onBodyError!);
+    this.connection?.socket.off('drain', this.#onDrain!);
+  }
+
+  /** The request body is not needed any more (the exchange is over): let go of it. */
+  #dropBody(): void {
+    const body = this.#body;
+    this.#detachBody();
+    if (body !== null && !body.destroyed) body.destroy();
+  }
+
+  headers(statusCode: number, rawHeaders: string[], statusText: string, keepAlive: boolean): number {
+    if (statusCode < 200) {
+      if (statusCode === 101) {
+        this.fail(new UpstreamClientError(UPSTREAM_INVALID, 'the app answered 101 Switching Protocols to a request that asked for no upgrade'));
+        return 2;
+      }
+      this.informational = true;
+      this.handler.onHeaders(statusCode, rawHeaders, this.resume, statusText);
+      return 1;
+    }
+    this.responseStarted = true;
+    const connection = this.connection!;
+    connection.keepAlive = keepAlive;
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i]!;
+      if (name.length === 10 && name.toLowerCase() === 'keep-alive') {
+        const match = KEEP_ALIVE_TIMEOUT.exec(rawHeaders[i + 1]!);
+        if (match) connection.announcedIdleMs = Number(match[1]) * 1000 - KEEP_ALIVE_THRESHOLD_MS;
+      }
+    }
+    if (!this.handler.onHeaders(statusCode, rawHeaders, this.resume, statusText)) return 2;
+    // A body after HEAD's headers is not there, whatever Content-Length says.
+    return this.headOnly ? 1 : 0;
+  }
+
+  data(chunk: Buffer): void {
+    if (this.done) return;
+    if (!this.handler.onData(chunk) && !this.done) {
+      this.paused = true;
+      this.connection?.pause();
+    }
+  }
+
+  complete(): void {
+    if (this.informational) {
+      this.informational = false;
+      return;
+    }
+    if (this.done) return;
+    this.done = true;
+    const connection = this.connection!;
+    connection.exchange = null;
+    if (this.paused) {
+      this.paused = false;
+      connection.resume();
+    }
+    // The app answered before the whole body was sent (a 413 to a big upload): that connection
+    // is in the middle of a request and cannot carry another.
+    const reusable = connection.keepAlive && this.bodyDone && !this.request.reset;
+    this.#dropBody();
+    if (!this.sent && this.bodyDone) this.#markSent();
+    // Back in the pool before the handler runs: the request it lets in takes this very connection.
+    if (reusable) this.pool.release(connection);
+    else connection.destroy();
+    this.handler.onComplete();
+  }
+
+  /** The connection failed under this exchange: maybe once more on a fresh one, else the end. */
+  connectionFailed(connection: Connection, error: Error): void {
+    if (this.done || connection !== this.connection) return;
+    if (!this.responseStarted && !this.informational && connection.served > 0 && !this.retriedStale && (this.request.body === null || Buffer.isBuffer(this.request.body))) {
+      // The keep-alive race: the app closed a connection idle on its side as we wrote to it.
+      this.retriedStale = true;
+      connection.exchange = null;
+      this.connection = null;
+      this.pool.startOnFresh(this);
+      return;
+    }
+    this.fail(error);
+  }
+
+  fail(error: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.#dropBody();
+    const connection = this.connection;
+    if (connection !== null) {
+      connection.exchange = null;
+      connection.destroy();
+    }
+    this.handler.onError(error);
+  }
+}
+
+/** One socket to one app process, with its response parser. */
+class Connection {
+  readonly socket: Socket;
+  readonly pool: TargetPool;
+  readonly #parser: LlhttpParser;
+  exchange: Exchange | null = null;
+  /** Exchanges completed on it. */
+  served = 0;
+  keepAlive = true;
+  /** From the app's Keep-Alive: timeout=N, less a margin. */
+  announcedIdleMs = Infinity;
+  idleSinceMs = 0;
+  destroyed = false;
+  #partialHeaders: string[] = [];
+  /** The socket's handle when the parser consumes it (reads happen in C++). */
+  #handle: StreamHandle | null = null;
+
+  constructor(pool: TargetPool, target: UpstreamTarget) {
+    this.pool = pool;
+    const socket = target.kind === 'unix' ? new Socket().connect(target.socketPath) : new Socket().connect(target.port, target.host);
+    if (target.kind === 'tcp') socket.setNoDelay(true);
+    this.socket = socket;
+    const parser = new HTTPParser();
+    parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
+    parser[kOnHeaders] = (headers: string[]) => {
+      for (const h of headers) this.#partialHeaders.push(h);
+    };
+    parser[kOnHeadersComplete] = (_vMajor: number, _vMinor: number, headers: string[] | undefined, _method: unknown, _url: unknown, statusCode: number, statusText: string, _upgrade: boolean, keepAlive: boolean): number => {
+      if (headers === undefined) {
+        headers = this.#partialHeaders;
+        this.#partialHeaders = [];
+      }
+      const exchange = this.exchange;
+      if (exchange === null) {
+        // A response to no request: the app is confused; this connection is done.
+        this.destroy();
+        return 2;
+      }
+      return exchange.headers(statusCode, headers, statusText ?? '', keepAlive);
+    };
+    parser[kOnBody] = (chunk: Buffer) => {
+      this.exchange?.data(chunk);
+    };
+    parser[kOnMessageComplete] = () => {
+      const exchange = this.exchange;
+      if (exchange === null) return;
+      if (!exchange.informational) this.served++;
+      exchange.complete();
+    };
+    parser[kOnExecute] = (result: number | Error) => {
+      if (result instanceof Error) this.#invalid(result);
+    };
+    this.#parser = parser;
+    // The parser reads the socket in C++ when it can (Node's http server does the same): the
+    // stream machinery of a 'data' event per read is most of what a read costs in JS.
+    const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
+    if (handle?.isStreamBase === true && handle._consumed !== true) {
+      handle._consumed = true;
+      parser.consume(handle);
+      this.#handle = handle;
+    }
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onClose);
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (this.destroyed) return;
+    if (this.exchange === null) {
+      // Bytes while idle: not HTTP we asked for; never reuse this connection.
+      this.destroy();
+      return;
+    }
+    const result = this.#parser.execute(chunk);
+    if (result instanceof Error) this.#invalid(result);
+  };
+
+  #invalid(error: Error): void {
+    this.#failWith(new UpstreamClientError(UPSTREAM_INVALID, `invalid response from the app: ${error.message}`));
+  }
+
+  /** Response back-pressure: stop reading the app's connection until the visitor drains. */
+  pause(): void {
+    if (this.#handle !== null) this.#handle.readStop();
+    else this.socket.pause();
+  }
+
+  resume(): void {
+    if (this.#handle !== null) {
+      if (!this.destroyed) this.#handle.readStart();
+    } else this.socket.resume();
+  }
+
+  readonly #onEnd = (): void => {
+    if (this.destroyed) return;
+    // EOF ends a response without a length (HTTP/1.0-style); otherwise it came too early.
+    const exchange = this.exchange;
+    if (exchange !== null && exchange.responseStarted) {
+      const result = this.#parser.finish();
+      if (result instanceof Error) {
+        this.#failWith(new UpstreamClientError(UPSTREAM_CLOSED, `the app closed the connection in the middle of the response (${result.message})`));
+        return;
+      }
+    }
+    if (this.exchange !== null) this.#failWith(new UpstreamClientError(UPSTREAM_CLOSED, 'the app closed the connection before answering'));
+    else this.destroy();
+  };
+
+  readonly #onError = (error: Error): void => {
+    this.#failWith(error);
+  };
+
+  readonly #onClose = (): void => {
+    if (this.exchange !== null) this.#failWith(new UpstreamClientError(UPSTREAM_CLOSED, 'the connection to the app closed'));
+    this.destroy();
+    // Only now: 'close' comes on a later tick, never from inside one of the parser's own callbacks.
+    this.#parser.close();
+  };
+
+  #failWith(error: Error): void {
+    const exchange = this.exchange;
+    if (exchange !== null) exchange.connectionFailed(this, error);
+    this.destroy();
+  }
+
+  /** Whether an idle connection may still be used at `nowMs`. */
+  fresh(nowMs: number, idleTimeoutMs: number): boolean {
+    const idleMs = nowMs - this.idleSinceMs;
+    return !this.destroyed && idleMs < idleTimeoutMs && idleMs < this.announcedIdleMs;
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.socket.destroy();
+    this.pool.forget(this);
+  }
+}
+
+/** Counts, as undici's pool.stats had them. */
+export interface TargetPoolStats {
+  /** Open connections, idle or busy. */
+  connected: number;
+  /** Exchanges under way. */
+  running: number;
+}
+
+/** The connections to one app process. */
+export class TargetPool {
+  readonly target: UpstreamTarget;
+  readonly #idleTimeoutMs: number;
+  /** Last-in first-out: the connection answered last is on top. */
+  readonly #idle: Connection[] = [];
+  readonly #all = new Set<Connection>();
+  #closing = false;
+  #closed: (() => void) | null = null;
+
+  constructor(target: UpstreamTarget, idleTimeoutMs: number) {
+    this.target = target;
+    this.#idleTimeoutMs = idleTimeoutMs;
+  }
+
+  get stats(): TargetPoolStats {
+    return { connected: this.#all.size, running: this.#all.size - this.#idle.length };
+  }
+
+  /** Send one request; everything that follows is reported to `handler`. */
+  dispatch(request: ExchangeRequest, handler: ExchangeHandler): void {
+    const exchange = new Exchange(this, request, handler);
+    handler.onConnect(exchange.abort);
+    if (exchange.done) return;
+    if (this.#closing) {
+      exchange.fail(new UpstreamClientError('HF_UPSTREAM_POOL_CLOSED', 'the connections to this app process are being closed'));
+      return;
+    }
+    const nowMs = Date.now();
+    let connection: Connection | undefined;
+    while ((connection = this.#idle.pop()) !== undefined) {
+      if (connection.fresh(nowMs, this.#idleTimeoutMs)) break;
+      connection.destroy();
+    }
+    exchange.start(connection ?? this.#open());
+  }
+
+  /** After a keep-alive race: the same exchange on a new connection. */
+  startOnFresh(exchange: Exchange): void {
+    if (this.#closing) {
+      exchange.fail(new UpstreamClientError('HF_UPSTREAM_POOL_CLOSED', 'the connections to this app process are being closed'));
+      return;
+    }
+    exchange.start(this.#open());
+  }
+
+  #open(): Connection {
+    const connection = new Connection(this, this.target);
+    this.#all.add(connection);
+    return connection;
+  }
+
+  release(connection: Connection): void {
+    if (this.#closing) {
+      connection.destroy();
+      return;
+    }
+    connection.idleSinceMs = Date.now();
+    this.#idle.push(connection);
+  }
+
+  forget(connection: Connection): void {
+    if (!this.#all.delete(connection)) return;
+    const i = this.#idle.lastIndexOf(connection);
+    if (i >= 0) this.#idle.splice(i, 1);
+    if (this.#closing && this.#all.size === 0) this.#closed?.();
+  }
+
+  /** Close idle connections past their time. */
+  sweep(nowMs: number): void {
+    for (const connection of this.#idle.slice()) if (!connection.fresh(nowMs, this.#idleTimeoutMs)) connection.destroy();
+  }
+
+  /** No new exchanges; idle connections close now, busy ones after their exchange. */
+  close(): Promise<void> {
+    this.#closing = true;
+    for (const connection of this.#idle.slice()) connection.destroy();
+    if (this.#all.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#closed = resolve;
+    });
+  }
+
+  /** Every connection now; exchanges under way fail. */
+  destroy(): Promise<void> {
+    this.#closing = true;
+    for (const connection of [...this.#all]) {
+      const exchange = connection.exchange;
+      if (exchange !== null) exchange.fail(new UpstreamClientError('HF_UPSTREAM_DESTROYED', 'the proxy is closing'));
+      connection.destroy();
+    }
+    return Promise.resolve();
+  }
+}

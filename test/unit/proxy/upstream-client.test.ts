@@ -1,0 +1,380 @@
+// holdfast's upstream client against real servers on Unix sockets: framing, keep-alive policy,
+// the keep-alive race, back-pressure and failures.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { once } from 'node:events';
+import { TargetPool, UPSTREAM_INVALID, type ExchangeHandler, type ExchangeRequest } from '../../../src/proxy/upstream-client';
+
+interface Result {
+  status: number;
+  headers: string[];
+  body: string;
+  informational: number[];
+  sent: boolean;
+}
+
+function exchange(pool: TargetPool, request: Partial<ExchangeRequest> & { path?: string }, options: { pauseFirstMs?: number } = {}): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let status = 0;
+    let headers: string[] = [];
+    const informational: number[] = [];
+    let sent = false;
+    let paused = false;
+    let resume: () => void = () => undefined;
+    const handler: ExchangeHandler = {
+      onConnect: () => undefined,
+      onRequestSent: () => {
+        sent = true;
+      },
+      onHeaders: (statusCode, raw, resumeResponse) => {
+        if (statusCode < 200) informational.push(statusCode);
+        else {
+          status = statusCode;
+          headers = raw;
+          resume = resumeResponse;
+        }
+        return true;
+      },
+      onData: (chunk) => {
+        chunks.push(Buffer.from(chunk));
+        if (options.pauseFirstMs !== undefined && !paused) {
+          paused = true;
+          setTimeout(resume, options.pauseFirstMs);
+          return false;
+        }
+        return true;
+      },
+      onComplete: () => resolve({ status, headers, body: Buffer.concat(chunks).toString(), informational, sent }),
+      onError: reject,
+    };
+    pool.dispatch({ method: 'GET', path: '/', headers: [], body: null, reset: false, ...request }, handler);
+  });
+}
+
+function header(headers: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === name) return headers[i + 1];
+  return undefined;
+}
+
+/** An http server on a Unix socket that numbers its connections and says which one answered. */
+async function numberedServer(t: { after(fn: () => unknown): void }, handle?: (req: http.IncomingMessage, res: http.ServerResponse, connection: number) => void) {
+  const dir = mkdtempSync(join(tmpdir(), 'hf-upstream-'));
+  const socketPath = join(dir, 'app.sock');
+  let connections = 0;
+  const ids = new WeakMap<net.Socket, number>();
+  const server = http.createServer((req, res) => {
+    const id = ids.get(req.socket)!;
+    if (handle) return handle(req, res, id);
+    req.resume();
+    req.on('end', () => res.end(`connection ${id}`));
+  });
+  server.keepAliveTimeout = 10_000;
+  server.on('connection', (socket: net.Socket) => ids.set(socket, ++connections));
+  server.listen(socketPath);
+  await once(server, 'listening');
+  t.after(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { socketPath, connections: () => connections, server };
+}
+
+/** A raw net server on a Unix socket that answers each connection with `respond`. */
+async function rawServer(t: { after(fn: () => unknown): void }, respond: (socket: net.Socket, index: number) => void) {
+  const dir = mkdtempSync(join(tmpdir(), 'hf-upstream-'));
+  const socketPath = join(dir, 'app.sock');
+  let index = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    respond(socket, index++);
+  });
+  server.listen(socketPath);
+  await once(server, 'listening');
+  t.after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { socketPath, connections: () => index };
+}
+
+function poolFor(socketPath: string, t: { after(fn: () => unknown): void }, idleTimeoutMs = 4_000): TargetPool {
+  const pool = new TargetPool({ kind: 'unix', socketPath }, idleTimeoutMs);
+  t.after(() => pool.destroy());
+  return pool;
+}
+
+test('sequential requests reuse one kept-alive connection', async (t) => {
+  const app = await numberedServer(t);
+  const pool = poolFor(app.socketPath, t);
+  for (let i = 0; i < 5; i++) {
+    const r = await exchange(pool, {});
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'connection 1');
+    assert.equal(r.sent, true);
+  }
+  assert.equal(app.connections(), 1);
+  assert.deepEqual(pool.stats, { connected: 1, running: 0 });
+});
+
+test('the connection answered last is the next one used (a single-threaded server waits on it)', async (t) => {
+  let releaseFirst: () => void = () => undefined;
+  const app = await numberedServer(t, (req, res, id) => {
+    req.resume();
+    if (req.url === '/slow') releaseFirst = () => res.end(`connection ${id}`);
+    else res.end(`connection ${id}`);
+  });
+  const pool = poolFor(app.socketPath, t);
+  const slow = exchange(pool, { path: '/slow' });
+  await new Promise((r) => setTimeout(r, 50));
+  const fast = await exchange(pool, {});
+  assert.equal(fast.body, 'connection 2');
+  releaseFirst();
+  assert.equal((await slow).body, 'connection 1');
+  // Connection 1 finished last: it is on top.
+  assert.equal((await exchange(pool, {})).body, 'connection 1');
+  assert.equal((await exchange(pool, {})).body, 'connection 1');
+  assert.equal(app.connections(), 2);
+});
+
+test('a response with Connection: close closes its connection; the next request opens a new one', async (t) => {
+  const app = await numberedServer(t, (req, res, id) => {
+    req.resume();
+    res.setHeader('connection', 'close');
+    res.end(`connection ${id}`);
+  });
+  const pool = poolFor(app.socketPath, t);
+  assert.equal((await exchange(pool, {})).body, 'connection 1');
+  assert.equal((await exchange(pool, {})).body, 'connection 2');
+  assert.equal((await exchange(pool, {})).body, 'connection 3');
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(pool.stats.connected, 0);
+});
+
+test('a reused connection the app closed as the request was written: the request goes once more on a fresh one', async (t) => {
+  // Every connection answers its first request and then closes, without saying so, as the next arrives.
+  const app = await rawServer(t, (socket, index) => {
+    let requests = 0;
+    socket.on('data', () => {
+      if (++requests === 1) socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n${index}`);
+      else socket.destroy();
+    });
+  });
+  const pool = poolFor(app.socketPath, t);
+  assert.equal((await exchange(pool, {})).body, '0');
+  assert.equal((await exchange(pool, {})).body, '1');
+  assert.equal(app.connections(), 2);
+});
+
+test('a request with a streamed body is not sent twice after a keep-alive race: the failure is reported', async (t) => {
+  const app = await rawServer(t, (socket) => {
+    let requests = 0;
+    socket.on('data', () => {
+      if (++requests === 1) socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      else socket.destroy();
+    });
+  });
+  const pool = poolFor(app.socketPath, t);
+  assert.equal((await exchange(pool, {})).body, 'ok');
+  await assert.rejects(exchange(pool, { method: 'POST', body: Readable.from([Buffer.from('abc')]) }), (error: NodeJS.ErrnoException) => typeof error.code === 'string');
+});
+
+test('a body delimited by the end of the connection (HTTP/1.0 style) arrives whole', async (t) => {
+  const app = await rawServer(t, (socket) => {
+    socket.once('data', () => {
+      socket.end('HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it, until EOF');
+    });
+  });
+  const pool = poolFor(app.socketPath, t);
+  const r = await exchange(pool, {});
+  assert.equal(r.body, 'all of it, until EOF');
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(pool.stats.connected, 0);
+});
+
+test('chunked both ways: a streamed request body without a length goes chunked, a chunked response is decoded', async (t) => {
+  const app = await numberedServer(t, (req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      res.write(`te=${req.headers['transfer-encoding']} `);
+      res.write(Buffer.concat(parts));
+      res.end(' done');
+    });
+  });
+  const pool = poolFor(app.socketPath, t);
+  const r = await exchange(pool, { method: 'POST', body: Readable.from([Buffer.from('one,'), Buffer.from('two')]) });
+  assert.equal(r.body, 'te=chunked one,two done');
+  assert.equal(header(r.headers, 'transfer-encoding'), 'chunked');
+  // And the connection is fit for the next request.
+  assert.equal((await exchange(pool, { method: 'POST', headers: ['content-length', '3'], body: Readable.from([Buffer.from('xyz')]) })).body, 'te=undefined xyz done');
+  assert.equal(pool.stats.connected, 1);
+});
+
+test('HEAD: the Content-Length of the answer has no body behind it, and the connection is reused', async (t) => {
+  const app = await numberedServer(t, (req, res, id) => {
+    res.writeHead(200, { 'content-length': 1000 });
+    res.end(req.method === 'HEAD' ? undefined : 'x'.repeat(1000));
+    void id;
+  });
+  const pool = poolFor(app.socketPath, t);
+  const r = await exchange(pool, { method: 'HEAD' });
+  assert.equal(r.status, 200);
+  assert.equal(r.body, '');
+  assert.equal((await exchange(pool, {})).body.length, 1000);
+  assert.equal(app.connections(), 1);
+});
+
+test('1xx answers (103 Early Hints) come before the response on the same connection', async (t) => {
+  const app = await numberedServer(t, (req, res) => {
+    req.resume();
+    res.writeEarlyHints({ link: '</style.css>; rel=preload' });
+    res.end('after hints');
+  });
+  const pool = poolFor(app.socketPath, t);
+  const r = await exchange(pool, {});
+  assert.deepEqual(r.informational, [103]);
+  assert.equal(r.status, 200);
+  assert.equal(r.body, 'after hints');
+});
+
+test('an invalid response is an error with its code, and its connection is not reused', async (t) => {
+  const app = await rawServer(t, (socket) => {
+    socket.once('data', () => socket.write('NOT HTTP AT ALL\r\n\r\n'));
+  });
+  const pool = poolFor(app.socketPath, t);
+  await assert.rejects(exchange(pool, {}), (error: NodeJS.ErrnoException) => error.code === UPSTREAM_INVALID);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(pool.stats.connected, 0);
+});
+
+test('nobody listening: the socket error, with its code, before anything was sent', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hf-upstream-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const pool = poolFor(join(dir, 'nobody.sock'), t);
+  let sent = false;
+  await assert.rejects(
+    new Promise((resolve, reject) =>
+      pool.dispatch({ method: 'GET', path: '/', headers: [], body: null, reset: false }, {
+        onConnect: () => undefined,
+        onRequestSent: () => (sent = true),
+        onHeaders: () => true,
+        onData: () => true,
+        onComplete: () => resolve(undefined),
+        onError: reject,
+      }),
+    ),
+    (error: NodeJS.ErrnoException) => error.code === 'ENOENT',
+  );
+  assert.equal(sent, false);
+});
+
+test('an app that answers before reading the whole upload (413): the answer arrives, the connection is not reused', async (t) => {
+  const app = await numberedServer(t, (_req, res, id) => {
+    res.writeHead(413, { connection: 'keep-alive', 'content-length': 3 });
+    res.end(String(id).padEnd(3));
+  });
+  const pool = poolFor(app.socketPath, t);
+  let pushed = 0;
+  const endless = new Readable({
+    read() {
+      if (pushed++ < 10_000) this.push(Buffer.alloc(64 * 1024));
+    },
+  });
+  const r = await exchange(pool, { method: 'POST', headers: ['content-length', String(10_000 * 64 * 1024)], body: endless });
+  assert.equal(r.status, 413);
+  assert.ok(endless.destroyed, 'the body stream is let go');
+  const next = await exchange(pool, {});
+  assert.equal(next.status, 413);
+  assert.equal(app.connections(), 2);
+});
+
+test('back-pressure: a handler that says "wait" gets the rest after resume(), all of it', async (t) => {
+  const size = 4 * 1024 * 1024;
+  const app = await numberedServer(t, (req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-length': size });
+    res.end(Buffer.alloc(size, 'a'));
+  });
+  const pool = poolFor(app.socketPath, t);
+  const r = await exchange(pool, {}, { pauseFirstMs: 100 });
+  assert.equal(r.body.length, size);
+  assert.equal((await exchange(pool, {})).body.length, size);
+  assert.equal(app.connections(), 1);
+});
+
+test('abort() ends the exchange with the given error and closes its connection', async (t) => {
+  const app = await numberedServer(t, (req) => {
+    req.resume(); // never answers
+  });
+  const pool = poolFor(app.socketPath, t);
+  let abort: (error?: Error) => void = () => undefined;
+  const failed = new Promise<Error>((resolve) =>
+    pool.dispatch({ method: 'GET', path: '/', headers: [], body: null, reset: false }, {
+      onConnect: (a) => (abort = a),
+      onRequestSent: () => undefined,
+      onHeaders: () => true,
+      onData: () => true,
+      onComplete: () => undefined,
+      onError: resolve,
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 50));
+  abort(new Error('visitor gone'));
+  assert.equal((await failed).message, 'visitor gone');
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(pool.stats.connected, 0);
+});
+
+test('idle connections past the idle timeout, or past the Keep-Alive timeout the app announced, are not reused', async (t) => {
+  const app = await numberedServer(t, (req, res, id) => {
+    req.resume();
+    if (req.url === '/announce') res.setHeader('keep-alive', 'timeout=1');
+    res.end(`connection ${id}`);
+  });
+  const pool = poolFor(app.socketPath, t, 150);
+  assert.equal((await exchange(pool, {})).body, 'connection 1');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal((await exchange(pool, {})).body, 'connection 2');
+  // timeout=1 s, less the 1 s margin: never reused.
+  const long = poolFor(app.socketPath, t, 60_000);
+  assert.equal((await exchange(long, { path: '/announce' })).body, 'connection 3');
+  assert.equal((await exchange(long, {})).body, 'connection 4');
+});
+
+test('close(): idle connections close now, a busy one after its exchange; no new exchange is taken', async (t) => {
+  let finish: () => void = () => undefined;
+  const app = await numberedServer(t, (req, res, id) => {
+    req.resume();
+    if (req.url === '/slow') finish = () => res.end(`connection ${id}`);
+    else res.end(`connection ${id}`);
+  });
+  const pool = poolFor(app.socketPath, t);
+  await exchange(pool, {});
+  const slow = exchange(pool, { path: '/slow' });
+  const other = exchange(pool, {});
+  assert.equal((await other).body, 'connection 2');
+  await new Promise((r) => setTimeout(r, 20));
+  let closed = false;
+  const closing = pool.close().then(() => (closed = true));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(closed, false);
+  assert.equal(pool.stats.connected, 1);
+  await assert.rejects(exchange(pool, {}), (error: NodeJS.ErrnoException) => error.code === 'HF_UPSTREAM_POOL_CLOSED');
+  finish();
+  assert.equal((await slow).body, 'connection 1');
+  await closing;
+  assert.equal(pool.stats.connected, 0);
+});
