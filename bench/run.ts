@@ -1,14 +1,18 @@
-// `npm run bench`: the figures of issue 6. Serves the bundled apps (bench/apps: hello, ~1 ms CPU)
-// directly with one Node process, behind holdfast with 2 processes, and behind nginx with 2
-// processes (when nginx is there or can be fetched), puts the same wrk load on each in interleaved
-// rounds, and prints every figure as a ratio to "direct" of the same round, with p50/p99 latency,
-// failed requests and holdfast's own RSS (idle, under load, streaming large bodies). Writes the
-// whole run to bench/results/<timestamp>.json. See docs/performance.md.
+// `npm run bench`: the figures of issues 6 and 14. Serves the bundled Node apps (bench/apps: hello,
+// ~1 ms CPU) directly with one Node process, behind holdfast with 2 processes (hand-off and proxy
+// path), behind nginx with 2 processes (when nginx is there or can be fetched) and in PM2's cluster
+// mode (installed on first use), puts the same wrk load on each in interleaved rounds, and prints
+// every figure as a ratio to "direct" of the same round, with p50/p99 latency, failed requests and
+// holdfast's own RSS (idle, under load, streaming large bodies). Then holdfast against the app
+// servers its users come from (lib/servers.ts): Rack (puma, Passenger), WSGI (gunicorn, Passenger),
+// and puma -t 1:1 and gunicorn sync workers behind the generic path against their own 2-worker
+// mode. Writes the whole run to bench/results/<timestamp>.json. See docs/performance.md.
 //
 // Environment: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (32),
-// BENCH_APPS (hello,cpu,wsgi), BENCH_BODIES (on; off skips the large-body phase), BENCH_BODY_SECONDS (4),
-// BENCH_NGINX (auto; off, or a path), BENCH_NGINX_WORKERS (1), BENCH_LOADGEN (wrk; or autocannon),
-// BENCH_INSTANCES (2: app processes behind holdfast).
+// BENCH_APPS (hello,cpu,rack,wsgi,puma-single,gunicorn-sync), BENCH_BODIES (on; off skips the
+// large-body phase), BENCH_BODY_SECONDS (4), BENCH_NGINX (auto; off, or a path), BENCH_NGINX_WORKERS
+// (1), BENCH_PM2 (auto; off), BENCH_LOADGEN (wrk; or autocannon), BENCH_INSTANCES (2: app processes
+// behind holdfast).
 //
 // Exit code: 0 when the run completed, whatever the goals say (the machine is noisy: the PASS/FAIL
 // lines are for people); 1 when any request failed; 2 when the run itself failed; 130 on Ctrl-C.
@@ -17,27 +21,27 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, relative } from 'node:path';
-import { findNginx, startDirect, startHoldfast, startNginx, type Front, type FrontName, type HoldfastFront, type NginxBinary } from './lib/fronts';
+import { findNginx, findPm2, startDirect, startHoldfast, startNginx, startPm2, type Front, type FrontName, type HoldfastFront, type NginxBinary } from './lib/fronts';
 import { CpuMeter, type CpuUse } from './lib/cpu';
 import { chooseLoadGenerator, type LoadGenerator, type LoadResult } from './lib/load';
 import { httpGet, mb, readRss, REPO_ROOT, RESULTS_DIR, runMain, sampleRss, sleep, type Resources } from './lib/processes';
 import { fixed, median, table } from './lib/stats';
 import type { FrontSummary } from './lib/summary';
-import { benchWsgi, wsgiUnavailable, type WsgiReport } from './lib/wsgi';
+import { APP_SERVER_SECTIONS, benchAppServers, type AppServerReport, type AppServerSection, type Comparison } from './lib/servers';
 
 const APPS: Record<string, string> = { hello: 'hello app (tiny response)', cpu: 'app with ~1 ms CPU per request' };
-/** Not a Node app like the others: run by lib/wsgi.ts against gunicorn (issue 17). */
-const WSGI_APP = 'wsgi';
-/** Issue 17: WSGI hello through holdfast within 10% of gunicorn -w 2. */
-const WSGI_GOAL_RATIO = 0.9;
 
-/** The goals of issue 6. */
+/** The goals of issues 6 (hand-off path), 14 (proxy path, generic path), 16 (Rack) and 17 (WSGI). */
 const GOALS = {
   helloRatio: 0.54,
   cpuRatio: 1.8,
   helloP99OverDirectMs: 1,
   idleRssBytes: 80 * 1024 * 1024,
   bodiesRssBytes: 150 * 1024 * 1024,
+  proxyHelloRatio: 0.65,
+  singleThreadedOfOwnCluster: 0.8,
+  rackOfPuma: 0.9,
+  wsgiOfGunicorn: 0.9,
 };
 
 function envNumber(name: string, fallback: number): number {
@@ -57,7 +61,7 @@ function readSettings() {
     // App processes behind holdfast (2 as in the issue; 1 isolates holdfast's own latency from
     // two busy processes and wrk sharing 2 cores).
     instances: envNumber('BENCH_INSTANCES', 2),
-    apps: (process.env.BENCH_APPS ?? 'hello,cpu,wsgi').split(',').map((a) => a.trim()).filter(Boolean),
+    apps: (process.env.BENCH_APPS ?? ['hello', 'cpu', ...APP_SERVER_SECTIONS].join(',')).split(',').map((a) => a.trim()).filter(Boolean),
     bodies: !/^(off|0|false)$/.test(process.env.BENCH_BODIES ?? ''),
     bodySeconds: envNumber('BENCH_BODY_SECONDS', 4),
     bigBytes: 8 * 1024 * 1024,
@@ -134,7 +138,7 @@ async function measure(loadgen: LoadGenerator, front: Front, seconds: number, rs
   return peak === undefined ? { result, cpu } : { result, cpu, peakRssBytes: peak };
 }
 
-async function benchApp(resources: Resources, loadgen: LoadGenerator, nginx: NginxBinary | undefined, app: string): Promise<AppReport> {
+async function benchApp(resources: Resources, loadgen: LoadGenerator, nginx: NginxBinary | undefined, pm2: { runtime: string; version: string } | undefined, app: string): Promise<AppReport> {
   say(`\n== ${app}: ${APPS[app]} ==`);
   const fronts: Front[] = [];
   try {
@@ -145,6 +149,7 @@ async function benchApp(resources: Resources, loadgen: LoadGenerator, nginx: Ngi
     const proxyOnly = await startHoldfast(resources, app, { handoff: false, instances: settings.instances });
     fronts.push(proxyOnly);
     if (nginx) fronts.push(await startNginx(resources, nginx, app));
+    if (pm2) fronts.push(await startPm2(resources, pm2, app));
     for (const f of fronts) {
       const r = await httpGet(f.url('/'));
       if (r.status !== 200) throw new Error(`${f.label} answered ${r.status} to GET /`);
@@ -270,7 +275,7 @@ function summarize(fronts: readonly Front[], runs: readonly RunRecord[]): Partia
 }
 
 function printSummary(reports: readonly AppReport[], loadgen: LoadGenerator): void {
-  const names: FrontName[] = ['direct', 'holdfast', 'holdfast-proxy', 'nginx'];
+  const names: FrontName[] = ['direct', 'holdfast', 'holdfast-proxy', 'nginx', 'pm2'];
   const present = names.filter((n) => reports.some((r) => r.fronts[n]));
   const labelOf = (n: FrontName) => reports.map((r) => r.fronts[n]?.label).find(Boolean) ?? n;
 
@@ -305,7 +310,11 @@ function noiseLine(reports: readonly AppReport[]): string {
   return max > 0.2 ? `${text}: the machine was not quiet, treat the figures with care` : text;
 }
 
-function goalLines(reports: readonly AppReport[], failed: number): string[] {
+function isComparison(c: AppServerReport[keyof AppServerReport]): c is Comparison {
+  return c !== undefined && 'fronts' in c;
+}
+
+function goalLines(reports: readonly AppReport[], servers: AppServerReport, failed: number): string[] {
   const lines: string[] = [];
   const hello = reports.find((r) => r.app === 'hello');
   const cpu = reports.find((r) => r.app === 'cpu');
@@ -321,6 +330,33 @@ function goalLines(reports: readonly AppReport[], failed: number): string[] {
   check(idleMax === undefined ? undefined : idleMax < GOALS.idleRssBytes, `holdfast RSS at idle ${mb(idleMax ?? NaN)} (goal < ${mb(GOALS.idleRssBytes)})`);
   const bodies = hello?.bodies?.holdfastPeakRssBytes;
   check(bodies === undefined ? undefined : bodies < GOALS.bodiesRssBytes, `holdfast RSS streaming large bodies ${mb(bodies ?? NaN)} (goal < ${mb(GOALS.bodiesRssBytes)})`);
+  // Issue 14: the proxy path.
+  const pr = hello?.fronts['holdfast-proxy'];
+  const ng = hello?.fronts.nginx;
+  check(pr === undefined ? undefined : pr.ratio >= GOALS.proxyHelloRatio, `hello: holdfast proxy path ${fixed(pr?.ratio ?? NaN, 2)} x direct (goal >= ${GOALS.proxyHelloRatio})`);
+  check(pr === undefined || ng === undefined ? undefined : pr.ratio > ng.ratio, `hello: proxy path ${fixed(pr?.ratio ?? NaN, 2)} vs nginx ${fixed(ng?.ratio ?? NaN, 2)} (goal: above nginx)`);
+  check(pr === undefined || ng === undefined ? undefined : pr.latencyP99Ms <= ng.latencyP99Ms, `hello: proxy path p99 ${fixed(pr?.latencyP99Ms ?? NaN, 2)} ms vs nginx ${fixed(ng?.latencyP99Ms ?? NaN, 2)} ms (goal: no worse)`);
+  const cpr = cpu?.fronts['holdfast-proxy'];
+  const cng = cpu?.fronts.nginx;
+  check(cpr === undefined || cng === undefined ? undefined : cpr.ratio >= cng.ratio, `cpu: proxy path ${fixed(cpr?.ratio ?? NaN, 2)} vs nginx ${fixed(cng?.ratio ?? NaN, 2)} (goal: at least nginx's)`);
+  for (const [app, r] of [['hello', hello], ['cpu', cpu]] as const) {
+    const h = r?.fronts.holdfast;
+    const p = r?.fronts.pm2;
+    check(h === undefined || p === undefined ? undefined : h.ratio > p.ratio, `${app}: hand-off ${fixed(h?.ratio ?? NaN, 2)} vs PM2 cluster ${fixed(p?.ratio ?? NaN, 2)} (goal: ahead)`);
+  }
+  const serverGoal = (c: AppServerReport[keyof AppServerReport], name: string, goal: number, text: string) => {
+    if (!isComparison(c)) return check(undefined, `${text}: ${c?.skipped.join('; ') || 'not in BENCH_APPS'}`);
+    const h = c.fronts['holdfast']!;
+    check(h.ratio >= goal && h.timeouts === 0, `${text}: holdfast ${fixed(h.ratio, 2)} x ${name}, ${h.timeouts} timeouts (goal >= ${goal}, no timeouts)`);
+    const passenger = c.fronts['passenger'];
+    if (c === servers.rack || c === servers.wsgi) {
+      check(passenger === undefined ? undefined : h.requestsPerSec > passenger.requestsPerSec, `${text}: holdfast ${fixed(h.requestsPerSec, 0)} req/s vs Passenger ${fixed(passenger?.requestsPerSec ?? NaN, 0)} (goal: ahead)`);
+    }
+  };
+  serverGoal(servers.pumaSingle, 'puma -w 2 -t 1:1', GOALS.singleThreadedOfOwnCluster, 'generic path + puma -t 1:1');
+  serverGoal(servers.gunicornSync, 'gunicorn -w 2', GOALS.singleThreadedOfOwnCluster, 'generic path + gunicorn sync');
+  serverGoal(servers.rack, 'puma -w 2 -t 1:1', GOALS.rackOfPuma, 'rack');
+  serverGoal(servers.wsgi, 'gunicorn -w 2', GOALS.wsgiOfGunicorn, 'wsgi');
   check(failed === 0, `failed requests: ${failed} (goal 0)`);
   return lines;
 }
@@ -336,11 +372,14 @@ function git(args: string[]): string {
 runMain(async (resources) => {
   settings = readSettings();
   const startedAt = new Date();
-  for (const app of settings.apps) if (!APPS[app] && app !== WSGI_APP) throw new Error(`BENCH_APPS: no bundled app "${app}" (there are: ${Object.keys(APPS).join(', ')})`);
+  const known = [...Object.keys(APPS), ...APP_SERVER_SECTIONS];
+  for (const app of settings.apps) if (!known.includes(app)) throw new Error(`BENCH_APPS: no bundled app or comparison "${app}" (there are: ${known.join(', ')})`);
   const scratch = resources.tempDir('hf-bench-');
   const loadgen = chooseLoadGenerator(resources, scratch, say);
   const found = findNginx(say);
   const nginx = 'path' in found ? found : undefined;
+  const pm2Found = settings.apps.some((a) => APPS[a]) ? findPm2(say) : { skipped: 'no Node app in BENCH_APPS' };
+  const pm2 = 'runtime' in pm2Found ? pm2Found : undefined;
 
   const machine = {
     cpus: os.cpus().length,
@@ -356,22 +395,20 @@ runMain(async (resources) => {
   say(`machine: ${machine.cpus} cores (${machine.cpuModel}), ${machine.kernel}, load average ${machine.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}`);
   say(`node ${process.version}; load generator: ${loadgen.why}, version ${loadgen.version}`);
   say(`nginx: ${nginx ? `${nginx.version} (${nginx.source}), ${Number(process.env.BENCH_NGINX_WORKERS) || 1} worker` : `skipped (${'skipped' in found ? found.skipped : ''})`}`);
+  say(`PM2: ${pm2 ? `${pm2.version}, cluster mode with 2 workers` : `skipped (${'skipped' in pm2Found ? pm2Found.skipped : ''})`}`);
   say(`plan: apps ${settings.apps.join(', ')}; ${settings.rounds} rounds of ${settings.seconds} s per front, ${settings.connections} connections, after a ${settings.warmupSeconds} s warm-up`);
   if (machine.cpus !== 2) say(`note: the goals of issue 6 were set on a 2-core machine; this one has ${machine.cpus}`);
 
   const reports: AppReport[] = [];
-  for (const app of settings.apps) if (app !== WSGI_APP) reports.push(await benchApp(resources, loadgen, nginx, app));
-  const wsgiSkipped = settings.apps.includes(WSGI_APP) ? wsgiUnavailable() : 'not in BENCH_APPS';
-  const wsgi: WsgiReport | undefined = wsgiSkipped === undefined ? await benchWsgi(resources, loadgen, settings, say) : undefined;
+  for (const app of settings.apps) if (APPS[app]) reports.push(await benchApp(resources, loadgen, nginx, pm2, app));
+  const sections = new Set(settings.apps.filter((a): a is AppServerSection => (APP_SERVER_SECTIONS as readonly string[]).includes(a)));
+  const servers = await benchAppServers(resources, loadgen, settings, sections, say);
+  const serverFailed = Object.values(servers).reduce((n: number, c) => n + (isComparison(c) ? Object.values(c.fronts).reduce((m, f) => m + f.failed, 0) : 0), 0);
 
   const failed =
-    reports.reduce((n, r) => n + r.runs.reduce((m, x) => m + x.result.failed, 0) + (r.bodies?.runs.reduce((m, x) => m + x.result.failed, 0) ?? 0), 0) + (wsgi?.failed ?? 0);
+    reports.reduce((n, r) => n + r.runs.reduce((m, x) => m + x.result.failed, 0) + (r.bodies?.runs.reduce((m, x) => m + x.result.failed, 0) ?? 0), 0) + serverFailed;
   printSummary(reports, loadgen);
-  const goals = goalLines(reports, failed);
-  if (wsgi) {
-    goals.push(`${wsgi.ratioToGunicorn >= WSGI_GOAL_RATIO ? 'PASS' : 'FAIL'}  wsgi: holdfast ${fixed(wsgi.ratioToGunicorn, 2)} x gunicorn -w 2 (goal >= ${WSGI_GOAL_RATIO})`);
-    goals.push(`SKIP  wsgi: ahead of Passenger 6.0.17 (Passenger ${wsgi.passenger})`);
-  } else goals.push(`SKIP  wsgi: ${wsgiSkipped}`);
+  const goals = goalLines(reports, servers, failed);
   const noise = noiseLine(reports);
   say(`\n${noise}`);
   say('');
@@ -395,7 +432,7 @@ runMain(async (resources) => {
     noise,
     failedRequests: failed,
     apps: reports,
-    wsgi: wsgi ?? { skipped: wsgiSkipped },
+    appServers: servers,
   };
   writeFileSync(file, JSON.stringify(document, null, 2) + '\n');
   say(`\nresults: ${relative(process.cwd(), file) || file}`);

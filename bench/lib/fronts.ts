@@ -1,15 +1,16 @@
-// The three ways the benchmark serves one app: directly (one Node process), behind holdfast
-// (2 processes), and behind nginx (2 direct Node processes as a keep-alive upstream).
+// The ways the benchmark serves one Node app: directly (one Node process), behind holdfast
+// (2 processes, hand-off or proxy path), behind nginx (2 direct Node processes as a keep-alive
+// upstream), and in PM2's cluster mode (2 workers).
 
 import { execFile, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CpuParties } from './cpu';
 import { which } from './load';
-import { alive, APPS_DIR, CLI, freePort, readLines, REPO_ROOT, type Resources, sleep, waitForHttp } from './processes';
+import { alive, APPS_DIR, childrenOf, CLI, freePort, readLines, REPO_ROOT, type Resources, sleep, waitForHttp } from './processes';
 
 /** holdfast: the default (Node apps take whole connections); holdfast-proxy: connection_handoff off, every request proxied. */
-export type FrontName = 'direct' | 'holdfast' | 'holdfast-proxy' | 'nginx';
+export type FrontName = 'direct' | 'holdfast' | 'holdfast-proxy' | 'nginx' | 'pm2';
 
 export interface Front {
   readonly name: FrontName;
@@ -263,6 +264,58 @@ ${upstreams.map((u) => `    server 127.0.0.1:${u.port};`).join('\n')}
       await resources.stop(child, 'SIGTERM');
       await Promise.all(upstreams.map((u) => resources.stop(u.child)));
       resources.removeDir(dir);
+    },
+  };
+}
+
+// ---- PM2 cluster mode ----
+
+/** The PM2 the comparison uses: pinned, installed on first use into node_modules/.cache (not a dependency of holdfast). */
+const PM2_VERSION = '7.0.4';
+const PM2_CACHE = join(REPO_ROOT, 'node_modules', '.cache', 'holdfast-bench', `pm2-${PM2_VERSION}`);
+
+/** pm2-runtime's path, or why there is none. BENCH_PM2=off skips it. */
+export function findPm2(log: (line: string) => void): { runtime: string; version: string } | { skipped: string } {
+  if (/^(off|0|false)$/.test(process.env.BENCH_PM2 ?? '')) return { skipped: 'BENCH_PM2=off' };
+  const runtime = join(PM2_CACHE, 'node_modules', 'pm2', 'bin', 'pm2-runtime');
+  if (!existsSync(runtime)) {
+    log(`PM2 is not in ${PM2_CACHE}: installing pm2@${PM2_VERSION} there with npm ...`);
+    mkdirSync(PM2_CACHE, { recursive: true });
+    const npm = spawnSync('npm', ['install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--prefix', PM2_CACHE, `pm2@${PM2_VERSION}`], { stdio: 'ignore', timeout: 300_000 });
+    if (npm.status !== 0 || !existsSync(runtime)) return { skipped: `npm could not install pm2@${PM2_VERSION}` };
+  }
+  return { runtime, version: PM2_VERSION };
+}
+
+export async function startPm2(resources: Resources, pm2: { runtime: string; version: string }, app: string): Promise<Front> {
+  const port = await freePort();
+  const home = resources.tempDir('hf-bench-pm2-');
+  // pm2-runtime stays in the foreground (no daemon): stopping it by pid stops its workers.
+  const child = resources.spawn(process.execPath, [pm2.runtime, 'start', join(APPS_DIR, app, 'app.js'), '-i', '2', '--name', `bench-${app}`], {
+    env: { ...process.env, PORT: String(port), NODE_ENV: 'production', PM2_HOME: home },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  await waitForHttp(urlOf(port), START_TIMEOUT_MS, child);
+  await sleep(1500); // the second worker
+  const workers = (): number[] => childrenOf(child.pid!);
+  return {
+    name: 'pm2',
+    label: `PM2 ${pm2.version} cluster mode, 2 workers`,
+    port,
+    url: (p) => urlOf(port, p),
+    // The master accepts and hands out connections (Node's cluster, round-robin): it is the front.
+    cpuParties: () => ({ front: [child.pid!], apps: workers() }),
+    stop: async () => {
+      const left = workers();
+      await resources.stop(child, 'SIGINT', 15_000);
+      for (const pid of left) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      resources.removeDir(home);
     },
   };
 }

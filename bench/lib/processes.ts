@@ -2,7 +2,7 @@
 // temp dir removed — at the end, on an error, and on Ctrl-C — and so that every wait is bounded.
 
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -76,6 +76,21 @@ export class Resources {
     for (const child of this.children) if (alive(child)) child.kill('SIGKILL');
     for (const dir of this.dirs) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The pids whose parent is `pid`, from /proc. */
+export function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
 export async function freePort(): Promise<number> {

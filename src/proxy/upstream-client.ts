@@ -10,7 +10,8 @@
 //   behind a kept-alive connection the server is not going to serve; with one session at a time
 //   per process that is one connection, reused for ever;
 // - a response that says `Connection: close` (gunicorn's sync workers, HTTP/1.0) or ends at EOF
-//   closes its connection, and the next request opens a new one;
+//   closes its connection; to such an app the next connection is opened while the current request
+//   is served, so that it waits in the app's accept queue and the app never waits for us to connect;
 // - an idle connection is closed after the idle timeout, or earlier when the app announced a
 //   shorter `Keep-Alive: timeout=N`; a request that finds a reused connection closed under it
 //   before any answer (the keep-alive race) is sent once more on a fresh connection when it has
@@ -267,6 +268,7 @@ class Exchange {
     this.responseStarted = true;
     const connection = this.connection!;
     connection.keepAlive = keepAlive;
+    if (!this.request.reset) this.pool.closesAfterEachResponse = !keepAlive;
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = rawHeaders[i]!;
       if (name.length === 10 && name.toLowerCase() === 'keep-alive') {
@@ -314,7 +316,7 @@ class Exchange {
   /** The connection failed under this exchange: maybe once more on a fresh one, else the end. */
   connectionFailed(connection: Connection, error: Error): void {
     if (this.done || connection !== this.connection) return;
-    if (!this.responseStarted && !this.informational && connection.served > 0 && !this.retriedStale && (this.request.body === null || Buffer.isBuffer(this.request.body))) {
+    if (!this.responseStarted && !this.informational && connection.waitedIdle && !this.retriedStale && (this.request.body === null || Buffer.isBuffer(this.request.body))) {
       // The keep-alive race: the app closed a connection idle on its side as we wrote to it.
       this.retriedStale = true;
       connection.exchange = null;
@@ -346,6 +348,8 @@ class Connection {
   exchange: Exchange | null = null;
   /** Exchanges completed on it. */
   served = 0;
+  /** It waited in the pool before its exchange (kept alive, or opened ahead): the app may have closed it meanwhile. */
+  waitedIdle = false;
   keepAlive = true;
   /** From the app's Keep-Alive: timeout=N, less a margin. */
   announcedIdleMs = Infinity;
@@ -493,6 +497,8 @@ export class TargetPool {
   /** Last-in first-out: the connection answered last is on top. */
   readonly #idle: Connection[] = [];
   readonly #all = new Set<Connection>();
+  /** The app's last response without keep-alive closed its connection (it does not keep connections). */
+  closesAfterEachResponse = false;
   #closing = false;
   #closed: (() => void) | null = null;
 
@@ -520,7 +526,10 @@ export class TargetPool {
       if (connection.fresh(nowMs, this.#idleTimeoutMs)) break;
       connection.destroy();
     }
+    if (connection !== undefined) connection.waitedIdle = true;
     exchange.start(connection ?? this.#open());
+    // An app that closes after each response (gunicorn sync): the next request's connection now.
+    if (this.closesAfterEachResponse && this.#idle.length === 0 && !request.reset) this.release(this.#open());
   }
 
   /** After a keep-alive race: the same exchange on a new connection. */

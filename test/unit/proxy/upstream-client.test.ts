@@ -149,7 +149,7 @@ test('the connection answered last is the next one used (a single-threaded serve
   assert.equal(app.connections(), 2);
 });
 
-test('a response with Connection: close closes its connection; the next request opens a new one', async (t) => {
+test('an app that closes after each response: every request on a new connection, the next one opened while it is served', async (t) => {
   const app = await numberedServer(t, (req, res, id) => {
     req.resume();
     res.setHeader('connection', 'close');
@@ -157,10 +157,32 @@ test('a response with Connection: close closes its connection; the next request 
   });
   const pool = poolFor(app.socketPath, t);
   assert.equal((await exchange(pool, {})).body, 'connection 1');
-  assert.equal((await exchange(pool, {})).body, 'connection 2');
-  assert.equal((await exchange(pool, {})).body, 'connection 3');
   await new Promise((r) => setTimeout(r, 20));
-  assert.equal(pool.stats.connected, 0);
+  assert.equal(pool.stats.connected, 0, 'the closed connection is gone');
+  // From now on the pool knows: while request 2 is served on connection 2, connection 3 is opened for the next.
+  assert.equal((await exchange(pool, {})).body, 'connection 2');
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(pool.stats, { connected: 1, running: 0 }, 'one connection waits for the next request');
+  assert.equal((await exchange(pool, {})).body, 'connection 3');
+  assert.equal((await exchange(pool, {})).body, 'connection 4');
+  assert.equal(app.connections(), 5);
+});
+
+test('a connection opened ahead that the app closed meanwhile: the request goes on a fresh one', async (t) => {
+  // Each connection answers one request with Connection: close; a connection left waiting is closed by the app.
+  const app = await rawServer(t, (socket, index) => {
+    const idle = setTimeout(() => socket.destroy(), 30);
+    socket.once('data', () => {
+      clearTimeout(idle);
+      socket.end(`HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n${index}`);
+    });
+  });
+  const pool = poolFor(app.socketPath, t);
+  assert.equal((await exchange(pool, {})).body, '0');
+  assert.equal((await exchange(pool, {})).body, '1'); // and connection 2 opened ahead
+  await new Promise((r) => setTimeout(r, 80)); // the app closed it
+  const r = await exchange(pool, {});
+  assert.equal(r.status, 200);
 });
 
 test('a reused connection the app closed as the request was written: the request goes once more on a fresh one', async (t) => {
