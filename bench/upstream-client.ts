@@ -17,11 +17,13 @@ import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import { createProxy } from '../src/proxy/server';
 import { silentLogger } from '../src/log/logger';
+import { TargetPool } from '../src/proxy/upstream-client';
 
 // 'holdfast' is the real proxy (src/proxy/server.ts) built on the winner, to show what the rest of
 // its work (headers, request id, sessions) costs on top of the bare client.
-type Variant = 'http-agent' | 'undici-stream' | 'undici-dispatch' | 'holdfast';
-const ALL_VARIANTS: readonly Variant[] = ['http-agent', 'undici-stream', 'undici-dispatch', 'holdfast'];
+// 'own-client' is holdfast's own HTTP/1.1 client (src/proxy/upstream-client.ts) with nothing else.
+type Variant = 'http-agent' | 'undici-stream' | 'undici-dispatch' | 'own-client' | 'holdfast';
+const ALL_VARIANTS: readonly Variant[] = ['http-agent', 'undici-stream', 'undici-dispatch', 'own-client', 'holdfast'];
 
 interface AutocannonResult {
   requests: { average: number; total: number };
@@ -80,6 +82,27 @@ function makeHandler(variant: Variant, socketPath: string): http.RequestListener
       upstream.on('error', () => res.destroy());
       if (hasBody(req)) req.pipe(upstream);
       else upstream.end();
+    };
+  }
+  if (variant === 'own-client') {
+    const own = new TargetPool({ kind: 'unix', socketPath }, 60_000);
+    return (req, res) => {
+      own.dispatch(
+        { method: req.method ?? 'GET', path: req.url!, headers: requestHeaders(req), body: hasBody(req) ? req : null, reset: false },
+        {
+          onConnect() {},
+          onRequestSent() {},
+          onHeaders(statusCode, raw, resume) {
+            if (statusCode < 200) return true;
+            res.writeHead(statusCode, responseHeaders(raw));
+            res.on('drain', resume);
+            return true;
+          },
+          onData: (chunk) => res.write(chunk),
+          onComplete: () => res.end(),
+          onError: () => res.destroy(),
+        },
+      );
     };
   }
   const pool = new Pool('http://localhost', { socketPath, headersTimeout: 0, bodyTimeout: 0 });

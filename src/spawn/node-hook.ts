@@ -39,6 +39,7 @@ const HANDOFF_ENV = 'HOLDFAST_HANDOFF';
 const LOAD_INTERVAL_MS = 250;
 /** The line the hook writes to stderr as the process exits, naming the requests it had started; spawned-process.ts reads it. */
 const IN_PROGRESS_MARKER = 'holdfast-hook: requests in progress at exit: ';
+const IN_PROGRESS_ID = Symbol('holdfast.inProgressId');
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
 /**
@@ -392,11 +393,16 @@ function install(): void {
    */
   const reportInProgressAtExit = (server: http.Server): void => {
     const inProgress = new Set<string>();
-    server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    // Shared listeners and the id on the response: no closure per request ('close' comes once).
+    function forget(this: http.ServerResponse & { [IN_PROGRESS_ID]?: string }): void {
+      inProgress.delete(this[IN_PROGRESS_ID]!);
+    }
+    server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse & { [IN_PROGRESS_ID]?: string }) => {
       const id = req.headers['x-request-id'];
       if (typeof id !== 'string') return;
       inProgress.add(id);
-      res.once('close', () => inProgress.delete(id));
+      res[IN_PROGRESS_ID] = id;
+      res.on('close', forget);
     });
     process.once('exit', () => {
       if (inProgress.size === 0) return;
