@@ -86,7 +86,10 @@ export interface ExchangeRequest {
   reset: boolean;
 }
 
-/** An upstream failure with a code, as Node's own socket errors have (forward.ts reads the codes). */
+/**
+ * An upstream failure with a code, as Node's own socket errors have (forward.ts reads the codes). Not
+ * HF_ codes: these never reach anyone on their own; the proxy wraps them in HF_UPSTREAM.
+ */
 export class UpstreamClientError extends Error {
   readonly code: string;
   constructor(code: string, message: string) {
@@ -97,9 +100,9 @@ export class UpstreamClientError extends Error {
 }
 
 /** The app closed the connection before the response was over. */
-export const UPSTREAM_CLOSED = 'HF_UPSTREAM_CLOSED';
+export const UPSTREAM_CLOSED = 'UPSTREAM_CLOSED';
 /** The app's response is not valid HTTP/1.1 (llhttp's error in the message). */
-export const UPSTREAM_INVALID = 'HF_UPSTREAM_INVALID_RESPONSE';
+export const UPSTREAM_INVALID = 'UPSTREAM_INVALID_RESPONSE';
 
 /** Subtracted from an announced Keep-Alive timeout, so that we close first (as undici does). */
 const KEEP_ALIVE_THRESHOLD_MS = 1_000;
@@ -160,7 +163,7 @@ class Exchange {
 
   readonly abort = (error?: Error): void => {
     if (this.done) return;
-    this.fail(error ?? new UpstreamClientError('HF_UPSTREAM_ABORTED', 'the request to the app was aborted'));
+    this.fail(error ?? new UpstreamClientError('UPSTREAM_ABORTED', 'the request to the app was aborted'));
   };
 
   readonly resume = (): void => {
@@ -517,7 +520,7 @@ export class TargetPool {
     handler.onConnect(exchange.abort);
     if (exchange.done) return;
     if (this.#closing) {
-      exchange.fail(new UpstreamClientError('HF_UPSTREAM_POOL_CLOSED', 'the connections to this app process are being closed'));
+      exchange.fail(new UpstreamClientError('UPSTREAM_POOL_CLOSED', 'the connections to this app process are being closed'));
       return;
     }
     const nowMs = Date.now();
@@ -535,7 +538,7 @@ export class TargetPool {
   /** After a keep-alive race: the same exchange on a new connection. */
   startOnFresh(exchange: Exchange): void {
     if (this.#closing) {
-      exchange.fail(new UpstreamClientError('HF_UPSTREAM_POOL_CLOSED', 'the connections to this app process are being closed'));
+      exchange.fail(new UpstreamClientError('UPSTREAM_POOL_CLOSED', 'the connections to this app process are being closed'));
       return;
     }
     exchange.start(this.#open());
@@ -583,7 +586,7 @@ export class TargetPool {
     this.#closing = true;
     for (const connection of [...this.#all]) {
       const exchange = connection.exchange;
-      if (exchange !== null) exchange.fail(new UpstreamClientError('HF_UPSTREAM_DESTROYED', 'the proxy is closing'));
+      if (exchange !== null) exchange.fail(new UpstreamClientError('UPSTREAM_DESTROYED', 'the proxy is closing'));
       connection.destroy();
     }
     return Promise.resolve();

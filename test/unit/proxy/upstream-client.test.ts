@@ -394,7 +394,7 @@ test('close(): idle connections close now, a busy one after its exchange; no new
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(closed, false);
   assert.equal(pool.stats.connected, 1);
-  await assert.rejects(exchange(pool, {}), (error: NodeJS.ErrnoException) => error.code === 'HF_UPSTREAM_POOL_CLOSED');
+  await assert.rejects(exchange(pool, {}), (error: NodeJS.ErrnoException) => error.code === 'UPSTREAM_POOL_CLOSED');
   finish();
   assert.equal((await slow).body, 'connection 1');
   await closing;
