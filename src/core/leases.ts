@@ -22,9 +22,20 @@ export interface Session {
   startedBeforeExit?(requestId: string, timeoutMs: number): Promise<boolean | undefined>;
 }
 
+/**
+ * What a wait needs of an AbortSignal. An AbortSignal is one; the proxy passes a lighter one of its
+ * own for each queued request (proxy/queue-abort.ts), because a Node AbortSignal is an EventTarget
+ * that costs several microseconds to make and to listen to.
+ */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 export interface AcquireOptions {
   /** Aborted when the visitor goes away while the request waits in the queue. */
-  signal?: AbortSignal;
+  signal?: AbortSignalLike;
   /** Avoid this pid (the retry of an idempotent request after its process failed). */
   avoidPid?: number;
   /** The request the session serves: a process that dies while serving it is a crash that names it. */

@@ -2,6 +2,7 @@
 // the request to that process and its answer back, and translates failures into error pages.
 
 import { UnansweredRequests } from './unanswered';
+import { QueueAbort } from './queue-abort';
 import type { RequestInfo } from '../core/app-process';
 import { isRetryable, shouldRetry } from './retry-policy';
 import http from 'node:http';
@@ -128,7 +129,7 @@ interface Exchange extends AttemptRequest, RequestInfo {
   readonly retryable: boolean;
   gone: boolean;
   /** Made only when the request has to wait in the queue: most requests never need one. */
-  aborter: AbortController | null;
+  aborter: QueueAbort | null;
   /** The attempt under way, to abort it when the visitor goes away. */
   attempt: Attempt | null;
   attempts: number;
@@ -225,9 +226,9 @@ export function createProxy(options: ProxyOptions): Proxy {
       serveFailed(ex, error);
       return;
     }
-    ex.aborter ??= new AbortController();
+    ex.aborter ??= new QueueAbort();
     if (ex.gone) ex.aborter.abort();
-    const signal = ex.aborter.signal;
+    const signal = ex.aborter;
     const queueTimer = queueTimeout(ex);
     options.sessions.acquire(avoidPid === undefined ? { signal, request: ex } : { signal, avoidPid, request: ex }).then(
       (session) => {

@@ -2,7 +2,7 @@
 // only keeps the waiters, hands them out in order and lets a waiter that gives up leave.
 
 import type { RequestInfo } from '../app-process';
-import type { Session } from '../leases';
+import type { AbortSignalLike, Session } from '../leases';
 
 export interface Waiter {
   readonly avoidPid: number | undefined;
@@ -35,7 +35,7 @@ export class WaitQueue {
   }
 
   /** Adds a waiter; signal aborting takes it out again and rejects it with an AbortError. */
-  enqueue(waiter: Waiter, signal: AbortSignal | undefined): void {
+  enqueue(waiter: Waiter, signal: AbortSignalLike | undefined): void {
     const onAbort = () => {
       this.entries = this.entries.filter((w) => w !== entry);
       waiter.reject(abortError());
