@@ -8,7 +8,7 @@ import type { Session } from '../core/leases';
 import type { BufferedBody } from './request-buffer';
 import { visitorResponseHeaders } from './headers';
 import type { UpstreamPools } from './upstream-pools';
-import { UPSTREAM_CLOSED, type ExchangeHandler } from './upstream-client';
+import { UPSTREAM_CLOSED, UPSTREAM_CONNECT_TIMEOUT, type ExchangeHandler } from './upstream-client';
 
 export type AttemptOutcome =
   /** The app's whole response was handed to the visitor's connection. */
@@ -34,6 +34,7 @@ const UNREACHABLE_CODES = new Set([
   'ECONNABORTED',
   'EHOSTUNREACH',
   UPSTREAM_CLOSED, // the app closed the connection before answering
+  UPSTREAM_CONNECT_TIMEOUT, // its accept queue is full (or it hangs before accept)
 ]);
 
 function errorCode(error: unknown): string | undefined {

@@ -101,6 +101,9 @@ export class UpstreamClientError extends Error {
 
 /** The app closed the connection before the response was over. */
 export const UPSTREAM_CLOSED = 'UPSTREAM_CLOSED';
+/** The app's address did not accept the connection within CONNECT_TIMEOUT_MS (a full accept queue). */
+export const UPSTREAM_CONNECT_TIMEOUT = 'UPSTREAM_CONNECT_TIMEOUT';
+const CONNECT_TIMEOUT_MS = 10_000;
 /** The app's response is not valid HTTP/1.1 (llhttp's error in the message). */
 export const UPSTREAM_INVALID = 'UPSTREAM_INVALID_RESPONSE';
 
@@ -406,6 +409,13 @@ class Connection {
       parser.consume(handle);
       this.#handle = handle;
     }
+    // A full accept queue drops the SYN and the kernel retries for minutes: give up long before.
+    const connectTimer = setTimeout(() => {
+      if (socket.connecting) this.#failWith(new UpstreamClientError(UPSTREAM_CONNECT_TIMEOUT, `the app did not accept a connection within ${CONNECT_TIMEOUT_MS} ms`));
+    }, CONNECT_TIMEOUT_MS);
+    connectTimer.unref();
+    socket.once('connect', () => clearTimeout(connectTimer));
+    socket.once('close', () => clearTimeout(connectTimer));
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('error', this.#onError);
