@@ -11,19 +11,11 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { chooseLoadGenerator } from './lib/load';
-import { REPO_ROOT, RESULTS_DIR, runMain, sleep, type Resources } from './lib/processes';
+import { envNumber, REPO_ROOT, RESULTS_DIR, runMain, sleep, type Resources } from './lib/processes';
 import { benchAppServers, startHoldfastOn } from './lib/servers';
 import { fixed, median } from './lib/stats';
 
 const GOALS = { aheadOfPassenger: 1.0, ofPuma: 0.9, secondSpawnShare: 0.2 };
-
-function envNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive whole number, not "${raw}"`);
-  return n;
-}
 
 function pssKb(pid: number, field: 'Pss' | 'Rss'): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));

@@ -24,7 +24,7 @@ import { join, relative } from 'node:path';
 import { findNginx, findPm2, startDirect, startHoldfast, startNginx, startPm2, type Front, type FrontName, type HoldfastFront, type NginxBinary } from './lib/fronts';
 import { CpuMeter, type CpuUse } from './lib/cpu';
 import { chooseLoadGenerator, type LoadGenerator, type LoadResult } from './lib/load';
-import { httpGet, mb, readRss, REPO_ROOT, RESULTS_DIR, runMain, sampleRss, sleep, type Resources } from './lib/processes';
+import { envNumber, httpGet, mb, readRss, REPO_ROOT, RESULTS_DIR, runMain, sampleRss, sleep, type Resources } from './lib/processes';
 import { fixed, median, table } from './lib/stats';
 import type { FrontSummary } from './lib/summary';
 import { APP_SERVER_SECTIONS, benchAppServers, type AppServerReport, type AppServerSection, type Comparison } from './lib/servers';
@@ -43,14 +43,6 @@ const GOALS = {
   rackOfPuma: 0.9,
   wsgiOfGunicorn: 0.9,
 };
-
-function envNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive whole number, not "${raw}"`);
-  return n;
-}
 
 function readSettings() {
   return {

@@ -23,6 +23,8 @@ export interface Front {
 }
 
 const START_TIMEOUT_MS = 60_000;
+/** holdfast is started with --start-timeout 120 (a first Rails boot is slow): wait as long. */
+const HOLDFAST_READY_TIMEOUT_MS = 120_000;
 /** holdfast's default probation_time. */
 const PROBATION_MS = 3000;
 
@@ -69,6 +71,99 @@ export interface HoldfastStatus {
   groups: Array<{ processes: Array<{ pid: number; state: string; processed: number; rss_bytes: number }> }>;
 }
 
+/** A running `holdfast start`, ready: what both the Node-app fronts and the app-server comparisons build on. */
+export interface HoldfastLaunch {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly version: string;
+  /** The ready app processes, in order, and each one's spawn_ms. */
+  readonly appPids: number[];
+  readonly spawnMs: number[];
+  /** Log lines holdfast has written so far. */
+  logLines(): number;
+  /** `holdfast status --json` of this instance. */
+  status(): Promise<HoldfastStatus>;
+  /** SIGTERM (a clean stop: app processes go, a --cpu-prof profile is written); bounded. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `holdfast start DIR` in production on a free port of 127.0.0.1, with its own instance registry,
+ * until it serves and `processes` app processes are ready. Log level info: holdfast logs lifecycle
+ * events at info and nothing per request, so this costs nothing under load (the bench counts the
+ * lines written during the runs to keep that true), and it is how the bench learns the port and
+ * sees the app processes ready.
+ */
+export async function launchHoldfast(
+  resources: Resources,
+  appDir: string,
+  args: readonly string[],
+  processes: number,
+  options: { nodeArgs?: readonly string[]; name: string },
+): Promise<HoldfastLaunch> {
+  const registryDir = resources.tempDir('hf-bench-reg-');
+  const env = { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registryDir };
+  const child = resources.spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), CLI, 'start', appDir, '--port', '0', '--address', '127.0.0.1', '--environment', 'production', '--log-level', 'info', '--start-timeout', '120', '--name', options.name, ...args],
+    { env, cwd: REPO_ROOT },
+  );
+  let port = 0;
+  let version = 'unknown';
+  let lines = 0;
+  let spawnError: string | undefined;
+  const appPids: number[] = [];
+  const spawnMs: number[] = [];
+  const { tail } = readLines(child, (raw) => {
+    lines++;
+    let line: { event?: unknown; msg?: unknown; port?: unknown; app_pid?: unknown; spawn_ms?: unknown; version?: unknown };
+    try {
+      line = JSON.parse(raw) as typeof line;
+    } catch {
+      return;
+    }
+    if (line.event === 'serving' && typeof line.port === 'number') {
+      port = line.port;
+      if (typeof line.version === 'string') version = line.version;
+    }
+    if (line.event === 'process_ready' && typeof line.app_pid === 'number') {
+      appPids.push(line.app_pid);
+      if (typeof line.spawn_ms === 'number') spawnMs.push(line.spawn_ms);
+    }
+    if (line.event === 'spawn_error') spawnError = String(line.msg ?? 'spawn error');
+  });
+  const stop = async () => {
+    await resources.stop(child, 'SIGTERM', 40_000);
+    resources.removeDir(registryDir);
+  };
+  const deadline = Date.now() + HOLDFAST_READY_TIMEOUT_MS;
+  while (port === 0 || appPids.length < processes) {
+    if (!alive(child) || spawnError || Date.now() > deadline) {
+      await stop();
+      const why = spawnError ?? (alive(child) ? `not ready within ${HOLDFAST_READY_TIMEOUT_MS} ms` : `exited with ${child.exitCode ?? child.signalCode}`);
+      throw new Error(`holdfast did not start ${appDir} (${why}):\n${tail.join('\n')}`);
+    }
+    await sleep(50);
+  }
+  await waitForHttp(urlOf(port), HOLDFAST_READY_TIMEOUT_MS, child);
+  return {
+    child,
+    port,
+    version,
+    appPids,
+    spawnMs,
+    logLines: () => lines,
+    status: () =>
+      new Promise((resolve, reject) => {
+        execFile(process.execPath, [CLI, 'status', '--json', '--name', options.name], { env, timeout: 20_000 }, (err, stdout) => {
+          if (err) reject(err);
+          else resolve(JSON.parse(stdout) as HoldfastStatus);
+        });
+      }),
+    stop,
+  };
+}
+
 export async function startHoldfast(
   resources: Resources,
   app: string,
@@ -76,87 +171,27 @@ export async function startHoldfast(
 ): Promise<HoldfastFront> {
   const instances = options.instances ?? 2;
   const handoff = options.handoff ?? true;
-  const registryDir = resources.tempDir('hf-bench-reg-');
-  const name = `bench-${app}-${handoff ? '' : 'proxy-'}${process.pid}`;
-  const env = { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registryDir };
-  // Log level info: holdfast logs lifecycle events at info and nothing per request, so this costs
-  // nothing under load (the bench counts the lines written during the runs to keep that true), and
-  // it is how the bench learns the port and sees both app processes ready.
-  const args = [
-    ...(options.nodeArgs ?? []),
-    CLI,
-    'start',
-    join(APPS_DIR, app),
-    '--port', '0',
-    '--address', '127.0.0.1',
-    '--min-instances', String(instances),
-    '--max-pool-size', String(instances),
-    '--environment', 'production',
-    '--log-level', 'info',
-    '--name', name,
-    ...(handoff ? [] : ['--no-connection-handoff']),
-    ...(options.extraArgs ?? []),
-  ];
-  const child = resources.spawn(process.execPath, args, { env, cwd: REPO_ROOT });
-  let port = 0;
-  let version = 'unknown';
-  let lines = 0;
-  let spawnError: string | undefined;
-  const appPids: number[] = [];
-  const { tail } = readLines(child, (raw) => {
-    lines++;
-    let line: { msg?: string; port?: unknown; app_pid?: unknown; version?: unknown };
-    try {
-      line = JSON.parse(raw) as typeof line;
-    } catch {
-      return;
-    }
-    const msg = String(line.msg ?? '');
-    if (typeof line.port === 'number' && msg.includes('serving')) {
-      port = line.port;
-      if (typeof line.version === 'string') version = line.version;
-    }
-    if (typeof line.app_pid === 'number' && / ready/.test(msg)) appPids.push(line.app_pid);
-    if (/spawn error/.test(msg)) spawnError = msg;
+  const args = ['--min-instances', String(instances), '--max-pool-size', String(instances), ...(handoff ? [] : ['--no-connection-handoff']), ...(options.extraArgs ?? [])];
+  const run = await launchHoldfast(resources, join(APPS_DIR, app), args, instances, {
+    name: `bench-${app}-${handoff ? '' : 'proxy-'}${process.pid}`,
+    ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
   });
-
-  const stop = async () => {
-    await resources.stop(child, 'SIGTERM', 40_000);
-    resources.removeDir(registryDir);
-  };
-
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (port === 0 || appPids.length < instances) {
-    if (!alive(child) || spawnError || Date.now() > deadline) {
-      await stop();
-      const why = spawnError ?? (alive(child) ? `not ready within ${START_TIMEOUT_MS} ms` : `exited with ${child.exitCode ?? child.signalCode}`);
-      throw new Error(`holdfast did not start (${why}):\n${tail.join('\n')}`);
-    }
-    await sleep(50);
-  }
-  await waitForHttp(urlOf(port), START_TIMEOUT_MS, child);
   // A process takes connections once through probation_time (3 s by default); until then they are
   // proxied. Measure what runs afterwards, not the start.
   if (handoff) await sleep(PROBATION_MS + 200);
-
+  const pid = run.child.pid!;
   return {
     name: handoff ? 'holdfast' : 'holdfast-proxy',
-    label: `holdfast ${version}, ${instances} processes${handoff ? '' : ', proxy only'}`,
-    port,
-    pid: child.pid!,
-    version,
-    appPids,
-    url: (p) => urlOf(port, p),
-    cpuParties: () => ({ front: [child.pid!], apps: appPids }),
-    logLines: () => lines,
-    status: () =>
-      new Promise((resolve, reject) => {
-        execFile(process.execPath, [CLI, 'status', '--json', '--name', name], { env, timeout: 20_000 }, (err, stdout) => {
-          if (err) reject(err);
-          else resolve(JSON.parse(stdout) as HoldfastStatus);
-        });
-      }),
-    stop,
+    label: `holdfast ${run.version}, ${instances} processes${handoff ? '' : ', proxy only'}`,
+    port: run.port,
+    pid,
+    version: run.version,
+    appPids: run.appPids,
+    url: (p) => urlOf(run.port, p),
+    cpuParties: () => ({ front: [pid], apps: run.appPids }),
+    logLines: run.logLines,
+    status: run.status,
+    stop: run.stop,
   };
 }
 

@@ -78,6 +78,15 @@ export class Resources {
   }
 }
 
+/** A BENCH_* setting: a positive whole number, or the fallback when unset or empty. */
+export function envNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive whole number, not "${raw}"`);
+  return n;
+}
+
 /** The pids whose parent is `pid`, from /proc. */
 export function childrenOf(pid: number): number[] {
   const out: number[] = [];

@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { CpuMeter, type CpuParties } from './cpu';
 import { aptInstall, which, type LoadGenerator } from './load';
-import { alive, APPS_DIR, childrenOf, CLI, freePort, readLines, REPO_ROOT, type Resources, sleep, waitForHttp } from './processes';
+import { launchHoldfast } from './fronts';
+import { APPS_DIR, childrenOf, freePort, type Resources, sleep, waitForHttp } from './processes';
 import { fixed, median, table } from './stats';
 
 /** Debian's python3, with Debian's gunicorn, Flask and Django (the first python3 on PATH may be another). */
@@ -78,56 +79,20 @@ export interface HoldfastRun extends ServerFront {
   readonly appPids: number[];
 }
 
-/** `holdfast start DIR ...args` in production, on a free port, until `processes` are ready. */
+/** `holdfast start DIR ...args` (fronts.ts launchHoldfast) as a front of a comparison. */
 export async function startHoldfastOn(resources: Resources, appDir: string, args: readonly string[], processes: number, name = 'holdfast', label = 'holdfast'): Promise<HoldfastRun> {
-  const registryDir = resources.tempDir('hf-bench-reg-');
-  const env = { ...process.env, HOLDFAST_INSTANCE_REGISTRY_DIR: registryDir };
-  const child = resources.spawn(
-    process.execPath,
-    [CLI, 'start', appDir, '--port', '0', '--address', '127.0.0.1', '--environment', 'production', '--log-level', 'info', '--start-timeout', '120', '--name', `bench-${name}-${process.pid}`, ...args],
-    { env, cwd: REPO_ROOT },
-  );
-  let port = 0;
-  let spawnError: string | undefined;
-  const spawnMs: number[] = [];
-  const appPids: number[] = [];
-  const { tail } = readLines(child, (raw) => {
-    try {
-      const line = JSON.parse(raw) as { event?: string; port?: unknown; app_pid?: unknown; spawn_ms?: unknown; msg?: string };
-      if (line.event === 'serving' && typeof line.port === 'number') port = line.port;
-      if (line.event === 'process_ready' && typeof line.app_pid === 'number') {
-        appPids.push(line.app_pid);
-        if (typeof line.spawn_ms === 'number') spawnMs.push(line.spawn_ms);
-      }
-      if (line.event === 'spawn_error') spawnError = String(line.msg ?? 'spawn error');
-    } catch {
-      // not a log line
-    }
-  });
-  const stop = async () => {
-    await resources.stop(child, 'SIGTERM', 40_000);
-    resources.removeDir(registryDir);
-  };
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (port === 0 || appPids.length < processes) {
-    if (!alive(child) || spawnError || Date.now() > deadline) {
-      await stop();
-      throw new Error(`holdfast did not start ${appDir} (${spawnError ?? (alive(child) ? 'not ready in time' : 'it exited')}):\n${tail.join('\n')}`);
-    }
-    await sleep(50);
-  }
-  await waitForHttp(urlOf(port), START_TIMEOUT_MS, child);
+  const run = await launchHoldfast(resources, appDir, args, processes, { name: `bench-${name}-${process.pid}` });
   return {
     name,
     label,
-    child,
-    port,
-    spawnMs,
-    appPids,
-    url: (p) => urlOf(port, p),
+    child: run.child,
+    port: run.port,
+    spawnMs: run.spawnMs,
+    appPids: run.appPids,
+    url: (p) => urlOf(run.port, p),
     // A generic app's command may be a shell that starts the server: count descendants as apps.
-    cpuParties: () => ({ front: [child.pid!], apps: appPids.flatMap(descendantsOf) }),
-    stop,
+    cpuParties: () => ({ front: [run.child.pid!], apps: run.appPids.flatMap(descendantsOf) }),
+    stop: run.stop,
   };
 }
 
@@ -325,7 +290,7 @@ export async function benchAppServers(resources: Resources, loadgen: LoadGenerat
     );
   }
   if (sections.has('puma-single')) {
-    const puma = which('puma') ?? (aptInstall('puma', say) ? which('puma') : undefined);
+    const puma = ensure('puma', 'puma', say);
     report.pumaSingle = await section(
       'generic path: holdfast + puma -t 1:1 (app_start_command, concurrency 1, 2 processes) vs puma -w 2 -t 1:1',
       'puma',

@@ -528,11 +528,7 @@ export class TargetPool {
   dispatch(request: ExchangeRequest, handler: ExchangeHandler): void {
     const exchange = new Exchange(this, request, handler);
     handler.onConnect(exchange.abort);
-    if (exchange.done) return;
-    if (this.#closing) {
-      exchange.fail(new UpstreamClientError('UPSTREAM_POOL_CLOSED', 'the connections to this app process are being closed'));
-      return;
-    }
+    if (exchange.done || this.#refusedWhileClosing(exchange)) return;
     const nowMs = Date.now();
     let connection: Connection | undefined;
     while ((connection = this.#idle.pop()) !== undefined) {
@@ -547,11 +543,14 @@ export class TargetPool {
 
   /** After a keep-alive race: the same exchange on a new connection. */
   startOnFresh(exchange: Exchange): void {
-    if (this.#closing) {
-      exchange.fail(new UpstreamClientError('UPSTREAM_POOL_CLOSED', 'the connections to this app process are being closed'));
-      return;
-    }
-    exchange.start(this.#open());
+    if (!this.#refusedWhileClosing(exchange)) exchange.start(this.#open());
+  }
+
+  /** No exchange starts once close() or destroy() began: true when this one was failed for it. */
+  #refusedWhileClosing(exchange: Exchange): boolean {
+    if (!this.#closing) return false;
+    exchange.fail(new UpstreamClientError('UPSTREAM_POOL_CLOSED', 'the connections to this app process are being closed'));
+    return true;
   }
 
   #open(): Connection {
