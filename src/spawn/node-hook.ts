@@ -85,7 +85,8 @@ const ID = Symbol('holdfast.connectionId');
 const RETURNED = Symbol('holdfast.returned');
 const SPOKE = Symbol('holdfast.spoke');
 const STARTED = Symbol('holdfast.startedMs');
-type HandedSocket = net.Socket & { [ID]?: number; [RETURNED]?: boolean; [SPOKE]?: boolean; parser?: unknown; _httpMessage?: http.ServerResponse | null };
+const PEER = Symbol('holdfast.peerAddress');
+type HandedSocket = net.Socket & { [PEER]?: string; [ID]?: number; [RETURNED]?: boolean; [SPOKE]?: boolean; parser?: unknown; _httpMessage?: http.ServerResponse | null };
 type TimedResponse = http.ServerResponse & { [STARTED]?: number };
 
 function readSettings(raw: string | undefined): HandoffSettings | undefined {
@@ -259,7 +260,6 @@ function install(): void {
 
   /** Runs before the app sees a request on a handed-off connection; true when the hook answered it. */
   const onRequest = (req: http.IncomingMessage, res: TimedResponse, s: HandoffSettings): boolean => {
-    const headers = req.headers;
     (req.socket as HandedSocket)[SPOKE] = true;
     if (s.readinessPath !== null && req.url === s.readinessPath) {
       res.statusCode = draining ? 503 : 200;
@@ -293,37 +293,91 @@ function install(): void {
       hold();
       send({ type: 'limit', served });
     }
-    // What the proxy adds (proxy/headers.ts): the chain, scheme, host and the request id.
-    let address = req.socket.remoteAddress;
-    if (address?.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);
-    if (address !== undefined) {
-      const chain = headers['x-forwarded-for'];
-      headers['x-forwarded-for'] = chain ? `${chain}, ${address}` : address;
-    }
-    const addProto = headers['x-forwarded-proto'] === undefined;
-    if (addProto) headers['x-forwarded-proto'] = 'http';
-    const addHost = headers['x-forwarded-host'] === undefined && headers.host !== undefined;
-    if (addHost) headers['x-forwarded-host'] = headers.host;
-    const incoming = headers[s.requestIdHeader];
-    const id = typeof incoming === 'string' && REQUEST_ID_PATTERN.test(incoming) ? incoming : crypto.randomUUID();
-    headers[s.requestIdHeader] = id;
-    // rawHeaders must tell the same story as headers (frameworks read either): the visitor's own
-    // X-Forwarded-For entries and request id give way to ours, as on the proxy path.
-    const raw = req.rawHeaders;
-    const rebuilt: string[] = [];
-    for (let i = 0; i < raw.length; i += 2) {
-      const lower = raw[i]!.toLowerCase();
-      if (lower !== 'x-forwarded-for' && lower !== s.requestIdHeader) rebuilt.push(raw[i]!, raw[i + 1]!);
-    }
-    const chain = headers['x-forwarded-for'];
-    if (typeof chain === 'string') rebuilt.push('X-Forwarded-For', chain);
-    if (addProto) rebuilt.push('X-Forwarded-Proto', 'http');
-    if (addHost) rebuilt.push('X-Forwarded-Host', headers.host!);
-    rebuilt.push(s.requestIdHeader, id);
-    req.rawHeaders = rebuilt;
-    res.setHeader(s.requestIdHeader, id);
+    res.setHeader(s.requestIdHeader, forward(req, s.requestIdHeader));
     return false;
   };
+
+  /**
+   * What the proxy adds (proxy/headers.ts): the chain, scheme, host and the request id; returns the
+   * id. Done on rawHeaders alone, so that the headers object is built only if the app reads it (Node
+   * builds it lazily from the first kHeadersCount entries of rawHeaders) - it cost this path more
+   * than a tenth of its speed when built for every request. Falls back to building it when this
+   * Node keeps its headers some other way, or when something read them already.
+   */
+  let lazyHeaders: { headers: symbol; count: symbol } | null | undefined;
+  const headerSymbols = (req: http.IncomingMessage): { headers: symbol; count: symbol } | null => {
+    if (lazyHeaders === undefined) {
+      const own = Object.getOwnPropertySymbols(req);
+      const headers = own.find((sym) => sym.description === 'kHeaders');
+      const count = own.find((sym) => sym.description === 'kHeadersCount');
+      const getter = Object.getOwnPropertyDescriptor(http.IncomingMessage.prototype, 'headers')?.get;
+      lazyHeaders = headers && count && getter ? { headers, count } : null;
+    }
+    return lazyHeaders;
+  };
+
+  const forward = (req: http.IncomingMessage, idHeader: string): string => {
+    const socket = req.socket as HandedSocket;
+    let address = socket[PEER];
+    if (address === undefined) {
+      address = socket.remoteAddress ?? '';
+      if (address.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);
+      socket[PEER] = address;
+    }
+    const raw = req.rawHeaders;
+    let chain: string | undefined;
+    let host: string | undefined;
+    let incomingId: string | undefined;
+    let hasProto = false;
+    let hasForwardedHost = false;
+    let replaced = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      const n = name.length;
+      if (n !== 4 && n !== 15 && n !== 16 && n !== 17 && n !== idHeader.length) continue;
+      const lower = name.toLowerCase();
+      if (lower === 'x-forwarded-for') {
+        chain = chain === undefined ? raw[i + 1]! : `${chain}, ${raw[i + 1]!}`;
+        replaced = true;
+      } else if (lower === idHeader) {
+        incomingId = incomingId === undefined ? raw[i + 1]! : `${incomingId}, ${raw[i + 1]!}`;
+        replaced = true;
+      } else if (lower === 'host') host ??= raw[i + 1]!;
+      else if (lower === 'x-forwarded-proto') hasProto = true;
+      else if (lower === 'x-forwarded-host') hasForwardedHost = true;
+    }
+    const id = incomingId !== undefined && REQUEST_ID_PATTERN.test(incomingId) ? incomingId : crypto.randomUUID();
+    if (address !== '') chain = chain === undefined ? address : `${chain}, ${address}`;
+    // The visitor's own X-Forwarded-For entries and request id give way to ours, as on the proxy path.
+    let out = raw;
+    if (replaced) {
+      out = [];
+      for (let i = 0; i < raw.length; i += 2) {
+        const lower = raw[i]!.toLowerCase();
+        if (lower !== 'x-forwarded-for' && lower !== idHeader) out.push(raw[i]!, raw[i + 1]!);
+      }
+    }
+    if (chain !== undefined) out.push('X-Forwarded-For', chain);
+    if (!hasProto) out.push('X-Forwarded-Proto', 'http');
+    if (!hasForwardedHost && host !== undefined) out.push('X-Forwarded-Host', host);
+    out.push(idHeader, id);
+    const lazy = headerSymbols(req);
+    const message = req as unknown as Record<symbol, unknown>;
+    if (lazy && message[lazy.headers] == null) {
+      req.rawHeaders = out;
+      message[lazy.count] = out.length;
+    } else {
+      // Built already (or no lazy headers here): both must tell the same story.
+      const headers = req.headers;
+      if (chain !== undefined) headers['x-forwarded-for'] = chain;
+      if (!hasProto) headers['x-forwarded-proto'] = 'http';
+      if (!hasForwardedHost && host !== undefined) headers['x-forwarded-host'] = host;
+      headers[idHeader] = id;
+      req.rawHeaders = out;
+    }
+    return id;
+  };
+
 
   const adopt = (server: http.Server, s: HandoffSettings): void => {
     const connections = Object.getOwnPropertySymbols(server).find((sym) => sym.description === 'http.server.connections');
@@ -398,6 +452,9 @@ function install(): void {
       inProgress.delete(this[IN_PROGRESS_ID]!);
     }
     server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse & { [IN_PROGRESS_ID]?: string }) => {
+      // Only proxied requests: holdfast retries none of a handed-off connection's, and reading
+      // req.headers here would build them for every request the app never asks about.
+      if (sockets.has(req.socket as HandedSocket)) return;
       const id = req.headers['x-request-id'];
       if (typeof id !== 'string') return;
       inProgress.add(id);

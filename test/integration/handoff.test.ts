@@ -21,7 +21,7 @@ function echoApp(): { dir: string; remove(): void } {
     join(dir, 'app.js'),
     `require('node:http').createServer((req, res) => {
   res.setHeader('content-type', 'application/json');
-  res.end(JSON.stringify({ pid: process.pid, remotePort: req.socket.remotePort ?? null, headers: req.headers }));
+  res.end(JSON.stringify({ pid: process.pid, remotePort: req.socket.remotePort ?? null, rawHeaders: req.rawHeaders, headers: req.headers }));
 }).listen(3000);
 `,
   );
@@ -37,7 +37,7 @@ interface Answer {
 }
 
 /** One request over the given agent, with the client side of the connection it went over. */
-function request(url: string, agent: http.Agent, headers: http.OutgoingHttpHeaders = {}): Promise<Answer> {
+function request(url: string, agent: http.Agent, headers: http.OutgoingHttpHeaders | string[] = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { agent, headers }, (res) => {
       let body = '';
@@ -59,8 +59,24 @@ test('a Node app gets the visitor connection itself, with X-Forwarded-* and a re
     await waitFor('two processes', () => hf.appPids.size >= 2);
     const first = await request(hf.url('/'), agents[0]!);
     const again = await request(hf.url('/'), agents[0]!, { 'x-request-id': 'deploy-42', 'x-forwarded-for': '203.0.113.9' });
-    const seen = JSON.parse(first.body) as { pid: number; remotePort: number; headers: Record<string, string> };
+    // Repeated X-Forwarded-For lines join into one chain; a request id that is not sane is replaced;
+    // the visitor's own X-Forwarded-Proto is kept, as on the proxy path.
+    const odd = await request(hf.url('/'), agents[0]!, ['Host', `127.0.0.1:${hf.port}`, 'X-Forwarded-For', '198.51.100.1', 'x-forwarded-for', '198.51.100.2', 'X-Request-Id', 'not sane', 'X-Forwarded-Proto', 'https']);
+    const seen = JSON.parse(first.body) as { pid: number; remotePort: number; headers: Record<string, string>; rawHeaders: string[] };
     const seenAgain = JSON.parse(again.body) as typeof seen;
+    const seenOdd = JSON.parse(odd.body) as typeof seen;
+    assert.equal(seenOdd.headers['x-forwarded-for'], '198.51.100.1, 198.51.100.2, 127.0.0.1');
+    assert.equal(seenOdd.headers['x-forwarded-proto'], 'https');
+    assert.match(seenOdd.headers['x-request-id']!, /^[0-9a-f-]{36}$/);
+    assert.equal(odd.headers['x-request-id'], seenOdd.headers['x-request-id']);
+    // rawHeaders tell the same story as headers (frameworks read either).
+    for (const s of [seen, seenAgain, seenOdd]) {
+      const fromRaw: Record<string, string[]> = {};
+      for (let i = 0; i < s.rawHeaders.length; i += 2) (fromRaw[s.rawHeaders[i]!.toLowerCase()] ??= []).push(s.rawHeaders[i + 1]!);
+      for (const name of ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id']) {
+        assert.deepEqual(fromRaw[name], [s.headers[name]], `${name} in rawHeaders: ${JSON.stringify(s.rawHeaders)}`);
+      }
+    }
     // The app's socket is the visitor's TCP connection: its remote port is the client's own port.
     assert.equal(seen.remotePort, first.localPort);
     assert.ok(again.reused);
@@ -76,7 +92,7 @@ test('a Node app gets the visitor connection itself, with X-Forwarded-* and a re
     assert.notEqual(other.pid, seen.pid, 'the second connection goes to the process with fewer');
     const processes = (await hf.status()).groups[0]!.processes;
     assert.deepEqual(processes.map((p) => p.connections), [1, 1]);
-    assert.equal(processes.reduce((n, p) => n + p.processed, 0), 3);
+    assert.equal(processes.reduce((n, p) => n + p.processed, 0), 4);
   } finally {
     for (const a of agents) a.destroy();
     await stopClean(hf);
