@@ -160,7 +160,12 @@ class Autocannon implements LoadGenerator {
 /** Runs a load generator to completion, killed (and failing) if it outlives its bound. */
 function runBounded(resources: Resources, command: string, args: string[], timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = resources.spawn(command, args);
+    // In a session of its own (setsid): with the kernel's autogroup scheduling (on by default) each
+    // session shares the CPU as one, so a front whose processes sat in the load generator's session
+    // (the bench's) would be scheduled unlike one whose processes have sessions of their own, as
+    // holdfast's app processes do. Real visitors are on other machines. BENCH_LOADGEN_SESSION=shared
+    // runs it in the bench's session instead.
+    const child = resources.spawn(command, args, { detached: process.env.BENCH_LOADGEN_SESSION !== 'shared' });
     let stdout = '';
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));

@@ -1,6 +1,7 @@
 // RSS and CPU of an app process group, read from /proc (Linux). Summed over the group because a
 // Node app's forked workers or a start script's children are part of what the app costs.
 
+import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import type { UsageSample } from '../core/process-handle';
 
@@ -36,8 +37,17 @@ export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
   }
 }
 
-/** The live (non-zombie) members of process group pgid. */
+/** The live (non-zombie) members of process group pgid, as they are now. */
 export async function groupMembers(pgid: number): Promise<ProcStat[]> {
+  return (await scanAll()).filter((s) => s.pgrp === pgid && live(s));
+}
+
+function live(s: ProcStat): boolean {
+  return s.state !== 'Z' && s.state !== 'X';
+}
+
+/** Every process's stat, read in one pass of /proc. */
+async function scanAll(): Promise<ProcStat[]> {
   let names: string[];
   try {
     names = await readdir('/proc');
@@ -45,23 +55,56 @@ export async function groupMembers(pgid: number): Promise<ProcStat[]> {
     return [];
   }
   const stats = await Promise.all(names.filter((n) => /^\d+$/.test(n)).map((n) => readProcStat(Number(n))));
-  return stats.filter((s): s is ProcStat => s !== undefined && s.pgrp === pgid && s.state !== 'Z' && s.state !== 'X');
+  return stats.filter((s): s is ProcStat => s !== undefined);
 }
 
-async function rssBytesOf(pid: number): Promise<number> {
+/**
+ * How long one scan of /proc serves every sampler that asks: all of a pool's processes are sampled
+ * in the same tick, and each used to read the whole of /proc for itself.
+ */
+const SCAN_SHARED_MS = 500;
+let lastScan: { at: number; stats: Promise<ProcStat[]> } | undefined;
+
+function sharedScan(): Promise<ProcStat[]> {
+  const now = Date.now();
+  if (!lastScan || now - lastScan.at > SCAN_SHARED_MS) lastScan = { at: now, stats: scanAll() };
+  return lastScan.stats;
+}
+
+/** The stat of one process, read at once (a /proc file is never on disk: ~15 µs, no thread pool round trip). */
+function readProcStatNow(pid: number): ProcStat | undefined {
   try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+    return parseProcStat(pid, readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined; // gone meanwhile
+  }
+}
+
+function rssBytesOf(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : 0;
   } catch {
     return 0;
   }
 }
 
+/**
+ * Every this many samples the group's members are found again by a scan of /proc (a process the
+ * app started since then is counted from then on); in between, only the members known are read.
+ * Scanning for every sample of every process cost the app processes a fifth of their speed under
+ * load (docs/performance.md): hundreds of file reads through the thread pool every 2 s, on the
+ * cores the apps run on.
+ */
+const RESCAN_EVERY = 5;
+
 /** Successive samples of one process group; CPU is measured between consecutive samples. */
 export class GroupUsageSampler {
   /** CPU ticks each member had at the previous sample; members not in it count from their start. */
   private previousTicks = new Map<number, number>();
   private previousAt: number;
+  private members: number[] = [];
+  private samples = 0;
 
   constructor(
     private readonly pgid: number,
@@ -71,19 +114,30 @@ export class GroupUsageSampler {
   }
 
   async sample(): Promise<UsageSample> {
-    const members = await groupMembers(this.pgid);
+    let members: ProcStat[];
+    if (this.samples++ % RESCAN_EVERY === 0 || this.members.length === 0) {
+      members = (await sharedScan()).filter((s) => s.pgrp === this.pgid && live(s));
+    } else {
+      members = [];
+      for (const pid of this.members) {
+        const s = readProcStatNow(pid);
+        if (s && s.pgrp === this.pgid && live(s)) members.push(s);
+      }
+    }
+    this.members = members.map((m) => m.pid);
     const now = Date.now();
-    const rss = await Promise.all(members.map((m) => rssBytesOf(m.pid)));
     let ticks = 0;
+    let rssBytes = 0;
     const seen = new Map<number, number>();
     for (const m of members) {
       ticks += Math.max(0, m.cpuTicks - (this.previousTicks.get(m.pid) ?? 0));
       seen.set(m.pid, m.cpuTicks);
+      rssBytes += rssBytesOf(m.pid);
     }
     const elapsedMs = now - this.previousAt;
     this.previousTicks = seen;
     this.previousAt = now;
     const cpuPercent = elapsedMs > 0 ? (ticks / CLOCK_TICKS_PER_SECOND / (elapsedMs / 1000)) * 100 : 0;
-    return { rssBytes: rss.reduce((a, b) => a + b, 0), cpuPercent: Math.round(cpuPercent * 10) / 10 };
+    return { rssBytes, cpuPercent: Math.round(cpuPercent * 10) / 10 };
   }
 }
