@@ -57,6 +57,7 @@ tr.old td { color: var(--muted); }
 .state-enabled { background: #dcf3e3; color: var(--ok); }
 .state-draining { background: #fff1d6; color: var(--warn); }
 .state-spawning { background: #e3ebfb; color: var(--accent); }
+.state-probation { background: #e3ebfb; color: var(--accent); }
 .spawn-error { color: var(--bad); margin: 0 0 10px; }
 body.stale #groups { opacity: .45; }
 `;
@@ -103,6 +104,14 @@ const SCRIPT = `
   }
   function mb(bytes) {
     return Math.round(bytes / 1048576) + ' MB';
+  }
+  // As the CLI's status shows them: a process in probation is not yet trusted with connections, and
+  // memory not sampled yet is unknown, not 0 MB.
+  function stateOf(p) {
+    return p.state === 'enabled' && p.in_probation ? 'probation' : p.state;
+  }
+  function memory(bytes) {
+    return bytes !== null && bytes > 0 ? mb(bytes) : '-';
   }
   function cause(e) {
     var how = e.exit_code !== null ? 'exit code ' + e.exit_code : e.signal !== null ? 'signal ' + e.signal : null;
@@ -180,11 +189,11 @@ const SCRIPT = `
       return el('tr', { 'data-pid': String(p.pid), 'class': p.generation < g.generation ? 'old' : '' }, [
         el('td', null, [String(p.pid)]),
         el('td', { 'class': 'num' }, [String(p.generation)]),
-        el('td', null, [el('span', { 'class': 'state state-' + p.state }, [p.state])]),
+        el('td', null, [el('span', { 'class': 'state state-' + stateOf(p) }, [stateOf(p)])]),
         el('td', { 'class': 'num' }, [String(p.sessions)]),
         el('td', { 'class': 'num' }, [String(p.processed)]),
         el('td', { 'class': 'num' }, [Math.round(p.cpu_percent) + '%']),
-        el('td', { 'class': 'num' }, [mb(p.rss_bytes)]),
+        el('td', { 'class': 'num' }, [memory(p.rss_bytes)]),
         el('td', { 'class': 'num' }, [duration(p.uptime_seconds)]),
         el('td', { 'class': 'num' }, [ago(p.last_used_at, now)])
       ]);

@@ -92,8 +92,9 @@ test('the status page shows the processes, a live chart, restart progress, and t
     assert.equal(await page.textContent('#generation'), '1');
     assert.equal(await page.textContent('#process-count'), '2 / 6');
     assert.equal(await page.textContent('#mode'), 'rolling + resists');
-    assert.match((await page.textContent('#processes tbody tr'))!, /enabled/);
-    assert.match((await page.textContent('#processes tbody tr td:nth-child(7)'))!, /^\d+ MB$/);
+    // Through probation (3 s) and the first memory sample (2 s): "probation" and "-" until then, as in the CLI.
+    await waitFor('both processes enabled', async () => (await page.$$eval('#processes tbody tr td:nth-child(3)', (cells) => cells.map((c) => c.textContent))).every((t) => t === 'enabled'), 15_000, 250);
+    await waitFor('memory sampled', async () => /^\d+ MB$/.test((await page.textContent('#processes tbody tr td:nth-child(7)')) ?? ''), 15_000, 250);
     assert.equal(await page.$('#resisting'), null, 'no error box while all is well');
     assert.match((await page.textContent('#meta'))!, new RegExp(`pid ${hf.child.pid}`));
     // Requests per second from the trickle, drawn as a line.
