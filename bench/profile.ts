@@ -114,9 +114,9 @@ runMain(async (resources) => {
     // V8 samples about once a millisecond from a thread of holdfast's own; on a machine whose cores
     // the load saturates that thread can be starved, and each of its few samples then stands for
     // tens of milliseconds of whatever happened to run: say so rather than print a wrong picture.
-    const expected = profile.samples.length > 0 ? (profile.endTime - profile.startTime) / 1000 : 0;
-    if (expected > 0 && profile.samples.length < expected / 4) {
-      say(`WARNING: V8 took ${profile.samples.length} samples in ${fixed(expected, 0)} ms (about one per ms expected): its sampling thread was starved,`);
+    const profiledMs = (profile.endTime - profile.startTime) / 1000;
+    if (profile.samples.length < profiledMs / 4) {
+      say(`WARNING: V8 took ${profile.samples.length} samples in ${fixed(profiledMs, 0)} ms (about one per ms expected): its sampling thread was starved,`);
       say('         so the figures below are unreliable; the perf pass after them samples from the kernel and is not affected.');
     }
     print(summary);

@@ -56,8 +56,7 @@ tr.old td { color: var(--muted); }
 .state { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: 12px; background: #e6e9ef; }
 .state-enabled { background: #dcf3e3; color: var(--ok); }
 .state-draining { background: #fff1d6; color: var(--warn); }
-.state-spawning { background: #e3ebfb; color: var(--accent); }
-.state-probation { background: #e3ebfb; color: var(--accent); }
+.state-spawning, .state-probation { background: #e3ebfb; color: var(--accent); }
 .spawn-error { color: var(--bad); margin: 0 0 10px; }
 body.stale #groups { opacity: .45; }
 `;
@@ -186,10 +185,11 @@ const SCRIPT = `
       return el('th', { 'class': i === 0 || i === 2 ? '' : 'num' }, [h]);
     }));
     var rows = g.processes.map(function (p) {
+      var state = stateOf(p);
       return el('tr', { 'data-pid': String(p.pid), 'class': p.generation < g.generation ? 'old' : '' }, [
         el('td', null, [String(p.pid)]),
         el('td', { 'class': 'num' }, [String(p.generation)]),
-        el('td', null, [el('span', { 'class': 'state state-' + stateOf(p) }, [stateOf(p)])]),
+        el('td', null, [el('span', { 'class': 'state state-' + state }, [state])]),
         el('td', { 'class': 'num' }, [String(p.sessions)]),
         el('td', { 'class': 'num' }, [String(p.processed)]),
         el('td', { 'class': 'num' }, [Math.round(p.cpu_percent) + '%']),

@@ -350,7 +350,6 @@ function install(): void {
     return id;
   };
 
-
   const adopt = (server: http.Server, s: HandoffSettings): void => {
     const connections = Object.getOwnPropertySymbols(server).find((sym) => sym.description === 'http.server.connections');
     const list = connections ? (server as unknown as Record<symbol, { idle?: () => unknown[] }>)[connections] : undefined;
@@ -424,8 +423,8 @@ function install(): void {
       inProgress.delete(this[IN_PROGRESS_ID]!);
     }
     server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse & { [IN_PROGRESS_ID]?: string }) => {
-      // Only proxied requests: holdfast retries none of a handed-off connection's, and reading
-      // req.headers here would build them for every request the app never asks about.
+      // Only proxied requests: holdfast retries none of a handed-off connection's, so their ids
+      // need no set and no 'close' listener.
       if (sockets.has(req.socket as HandedSocket)) return;
       const id = req.headers['x-request-id'];
       if (typeof id !== 'string') return;

@@ -39,11 +39,11 @@ export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
 
 /** The live (non-zombie) members of process group pgid, as they are now. */
 export async function groupMembers(pgid: number): Promise<ProcStat[]> {
-  return (await scanAll()).filter((s) => s.pgrp === pgid && live(s));
+  return (await scanAll()).filter((s) => isLiveMember(s, pgid));
 }
 
-function live(s: ProcStat): boolean {
-  return s.state !== 'Z' && s.state !== 'X';
+function isLiveMember(s: ProcStat, pgid: number): boolean {
+  return s.pgrp === pgid && s.state !== 'Z' && s.state !== 'X';
 }
 
 /** Every process's stat, read in one pass of /proc. */
@@ -116,12 +116,12 @@ export class GroupUsageSampler {
   async sample(): Promise<UsageSample> {
     let members: ProcStat[];
     if (this.samples++ % RESCAN_EVERY === 0 || this.members.length === 0) {
-      members = (await sharedScan()).filter((s) => s.pgrp === this.pgid && live(s));
+      members = (await sharedScan()).filter((s) => isLiveMember(s, this.pgid));
     } else {
       members = [];
       for (const pid of this.members) {
         const s = readProcStatNow(pid);
-        if (s && s.pgrp === this.pgid && live(s)) members.push(s);
+        if (s && isLiveMember(s, this.pgid)) members.push(s);
       }
     }
     this.members = members.map((m) => m.pid);
