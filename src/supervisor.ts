@@ -22,7 +22,7 @@ import { StaticFiles, type StaticFilesSettings } from './proxy/static-files';
 import { ChildSpawner } from './spawn/child-spawner';
 import { checkLaunchable } from './spawn/launchers';
 import { startWatchdog } from './spawn/watchdog';
-import { groupOptions } from './supervisor/group-options';
+import { groupOptions, handoffMode } from './supervisor/group-options';
 import { composeObservers, loggingObserver, upstreamCloser } from './supervisor/observers';
 import { ResourceStack } from './supervisor/resources';
 import { installSignalHandlers } from './supervisor/signals';
@@ -106,10 +106,9 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
     resources.defer('status and metrics listeners', () => web.close());
     if (web.statusUrl || web.metricsUrl) await instance.update({ status_url: web.statusUrl, metrics_url: web.metricsUrl });
 
-    // The hand-off path needs the hook (a Node app) and per-connection balancing (no concurrency
-    // limit); max_request_time needs to see every request, so it keeps them on the proxy path.
-    const handoff = config.connectionHandoff && config.appType === 'node' && config.concurrency === 0 && config.maxRequestTimeMs === 0;
-    if (config.connectionHandoff && config.appType === 'node' && config.concurrency === 0 && config.maxRequestTimeMs > 0) {
+    // The hand-off path (group-options.ts handoffMode): Node apps' hook, or the Rack loader.
+    const handoff = handoffMode(config) !== 'off';
+    if (config.connectionHandoff && (config.appType === 'node' || config.appType === 'rack') && config.maxRequestTimeMs > 0) {
       logger.info({ event: 'handoff_off', why: 'max_request_time' }, 'max_request_time is set: requests are proxied, connections are not handed off');
     }
     // Followed through the app dir as given (a deploy tool's `current` symlink) at each look-up.
@@ -163,6 +162,8 @@ export async function startSupervisor(config: HoldfastConfig, options: Superviso
               keepAliveTimeoutMs: DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
               buckets: DURATION_BUCKETS,
               staticFiles: statics && { module: require.resolve('./proxy/static-files'), ...statics },
+              maxRequestBodyBytes: config.maxRequestBodyBytes,
+              ...(config.dataBufferDir !== undefined ? { bufferDir: config.dataBufferDir } : {}),
             },
             onRequestStats: (stats) => metrics.handedOffRequests(stats),
           }

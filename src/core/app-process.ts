@@ -140,6 +140,13 @@ export class AppProcess {
 
   /** Busy in the scaling sense: at its concurrency limit, a saturated event loop, or requests piling up. */
   isBusy(options: Pick<ScalingOptions, 'concurrency' | 'busyEventLoopUtilization' | 'busySessions'>): boolean {
+    const taker = this.handle?.connectionTaker;
+    if (taker?.busyNow) {
+      // One request at a time on handed-off connections (the Rack loader): busy when it said so,
+      // when a proxied request fills it, or when it was busy most of the last moment.
+      const utilization = this.eventLoopUtilization() ?? 0;
+      return taker.busyNow() || this.requests.open >= Math.max(1, options.concurrency) || utilization >= options.busyEventLoopUtilization;
+    }
     return isBusy({ sessions: this.requests.inFlight(), eventLoopUtilization: this.eventLoopUtilization() }, options);
   }
 
@@ -149,6 +156,7 @@ export class AppProcess {
    */
   takesSession(now: number, limits: { concurrency: number; maxRequests: number }): boolean {
     if (this.stateValue !== 'enabled' || now < this.unreachableUntil) return false;
+    if (this.handle?.connectionTaker?.busyNow?.() === true) return false;
     if (atConcurrencyLimit({ sessions: this.requests.open }, limits)) return false;
     return !(limits.maxRequests > 0 && this.requests.seen() >= limits.maxRequests);
   }

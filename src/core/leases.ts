@@ -63,9 +63,11 @@ export interface ConnectionLease {
   readonly generation: number;
   /**
    * Sends the connection to the process; done() runs once, with returned = true when the process
-   * gave it back untouched (route it again) and false when it is over. The lease ends by itself.
+   * gave it back untouched (route it again) and false when it is over; with replay, the process
+   * read the start of a request the proxy answers (a static file): the proxy takes the connection,
+   * these bytes first. The lease ends by itself.
    */
-  hand(connection: unknown, done: (returned: boolean) => void): void;
+  hand(connection: unknown, done: (returned: boolean, replay?: Buffer) => void): void;
 }
 
 export interface ConnectionSource {

@@ -37,9 +37,10 @@ export interface ConnectionTaker {
    * Sends the connection to the process. done() runs exactly once: returned = true when the process
    * gave it back untouched, at rest between two requests (it is draining, or it never got it), so
    * it can go elsewhere; false when the connection is over (closed by either side, or the process
-   * exited).
+   * exited). replay: the process read the start of a request that holdfast answers itself (a
+   * static file): the connection goes to the proxy, these bytes first.
    */
-  take(connection: unknown, done: (returned: boolean) => void): void;
+  take(connection: unknown, done: (returned: boolean, replay?: Buffer) => void): void;
   /** Take no more: give back the connections at rest now, and the others after their current answer. */
   drain(): void;
   /** The most requests in progress at once on handed-off connections since the last report. */
@@ -56,6 +57,14 @@ export interface ConnectionTaker {
   shed(keep: number): void;
   /** Fresh request counts from the process (metrics read them); resolves within a short bound even if it does not answer. */
   flush(): Promise<void>;
+  /**
+   * A process that serves one request at a time (the Rack loader) gave back connections whose
+   * request waited behind a long one: it takes no session and no connection until it says it is
+   * free again. Absent: never busy.
+   */
+  busyNow?(): boolean;
+  /** Called when the process is free again after busyNow(). */
+  onAvailable?(listener: () => void): void;
 }
 
 /** A running, ready app process. */

@@ -49,10 +49,15 @@ export function installHandoff(
     }
     const handedAt = performance.now();
     options.handed?.(socket, true);
-    lease.hand(socket, (returned) => {
+    lease.hand(socket, (returned, replay) => {
       options.handed?.(socket, false);
       if (!returned || options.closing()) socket.destroy();
-      else route(socket, performance.now() - handedAt < BOUNCE_MS ? hands + 1 : 0);
+      else if (replay) {
+        // A request the proxy answers (a static file), read by the process: the proxy serves the
+        // connection from now on, starting with those bytes.
+        if (replay.length > 0) socket.unshift(replay);
+        toProxy(socket);
+      } else route(socket, performance.now() - handedAt < BOUNCE_MS ? hands + 1 : 0);
     });
   };
 

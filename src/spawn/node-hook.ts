@@ -62,6 +62,9 @@ export interface HandoffSettings {
    * proxy's own logic, Node builtins and mime-types only); null = off.
    */
   staticFiles: { module: string; root: string; fingerprintedCacheControl: string } | null;
+  /** The Rack loader reads visitors' bodies itself: max_request_body_size (0 = none) and where big ones go. */
+  maxRequestBodyBytes?: number;
+  bufferDir?: string;
 }
 
 /** The part of proxy/static-files.ts the hook uses (it is loaded by path, so only its shape is known here). */

@@ -9,6 +9,19 @@ export const TERMINATE_GRACE_MS = 5000;
 const USAGE_SAMPLE_INTERVAL_MS = 2000;
 const TICK_INTERVAL_MS = 500;
 
+/**
+ * Whether visitor connections are handed whole to the app processes (docs/performance.md): Node
+ * apps through the hook, with no concurrency limit; Rack apps through the loader, which serves one
+ * request at a time (concurrency 0 or 1). max_request_time needs to see every request, so it keeps
+ * them on the proxy path.
+ */
+export function handoffMode(config: HoldfastConfig): 'off' | 'node' | 'serial' {
+  if (!config.connectionHandoff || config.maxRequestTimeMs > 0) return 'off';
+  if (config.appType === 'node' && config.concurrency === 0) return 'node';
+  if (config.appType === 'rack' && config.concurrency <= 1) return 'serial';
+  return 'off';
+}
+
 export function groupOptions(config: HoldfastConfig): GroupOptions {
   return {
     name: config.name,
@@ -32,5 +45,6 @@ export function groupOptions(config: HoldfastConfig): GroupOptions {
     probationMs: config.probationMs,
     usageSampleIntervalMs: USAGE_SAMPLE_INTERVAL_MS,
     tickIntervalMs: TICK_INTERVAL_MS,
+    serialHandoff: handoffMode(config) === 'serial',
   };
 }

@@ -33,6 +33,12 @@ export interface GroupOptions extends ScalingOptions {
   usageSampleIntervalMs: number;
   /** How often idle cleaning and scaling are reconsidered without traffic. */
   tickIntervalMs: number;
+  /**
+   * Processes take whole connections and serve them one request at a time, giving back those that
+   * wait behind a long request (the Rack loader): a concurrency limit does not keep connections on
+   * the proxy.
+   */
+  serialHandoff?: boolean;
 }
 
 /** What the group tells the outside world; the supervisor composes observers for logs and metrics. */

@@ -217,7 +217,7 @@ export class Group implements SessionSource, ConnectionSource {
    * per-request control: then the proxy takes the connection.
    */
   private connectionTarget(): AppProcess | undefined {
-    if (this.closing || this.queue.length > 0 || this.options.concurrency > 0) return undefined;
+    if (this.closing || this.queue.length > 0 || (this.options.concurrency > 0 && this.options.serialHandoff !== true)) return undefined;
     return this.sessions.pick((p) => this.handoff.takes(p), (p) => p.connectionCount, undefined);
   }
 

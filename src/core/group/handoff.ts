@@ -34,20 +34,24 @@ export class Handoff {
       generation: p.generation,
       hand: (connection, done) => {
         let open = true;
-        taker.take(connection, (returned) => {
+        taker.take(connection, (returned, replay) => {
           if (!open) return;
           open = false;
           p.closeConnection(this.host.now());
           this.host.ended(p);
-          done(returned);
+          done(returned, replay);
         });
       },
     };
   }
 
-  /** Whether the process may take whole connections now: it has a taker and is out of probation. */
+  /**
+   * Whether the process may take whole connections now: it has a taker, is out of probation, and is
+   * not busy with a long request (one that serves one at a time gave connections back).
+   */
   takes(p: AppProcess): boolean {
-    return p.handle?.connectionTaker !== undefined && !this.host.inProbation(p);
+    const taker = p.handle?.connectionTaker;
+    return taker !== undefined && !this.host.inProbation(p) && taker.busyNow?.() !== true;
   }
 
   /**

@@ -40,6 +40,8 @@ export class Lifecycle {
     void handle.exited.then((exit) => this.exited(p, exit));
     this.watchProbation(p);
     handle.connectionTaker?.onLimit(() => this.parts.maintenance().checkRequestLimit(p));
+    // Free again after a long request: the queue may go to it now.
+    handle.connectionTaker?.onAvailable?.(() => this.ctx.reconsider());
     if (!this.inProbation(p)) this.parts.handoff().rebalance(); // else once probation is over
     observer.spawned?.(p, { cause, durationMs: p.readyAt - p.spawnStartedAt });
     // A rollback step replaces one process of the broken version, if any is left.

@@ -27,6 +27,9 @@
 require 'socket'
 require 'stringio'
 require 'tempfile'
+require_relative 'channel'
+require_relative 'visitor'
+require_relative 'handoff'
 
 module HoldfastRack
   # Bodies up to this size stay in memory; larger ones go to a temp file (rack.input is rewindable).
@@ -45,6 +48,8 @@ module HoldfastRack
   CRLF = "\r\n"
   # Headers that the proxy turns into Rack's own keys (CGI names without HTTP_).
   CGI_NAMES = { 'CONTENT_TYPE' => true, 'CONTENT_LENGTH' => true }.freeze
+  # RFC 9110 token characters: what a header name and a method may be made of (visitors' requests).
+  TOKEN = /\A[!#$%&'*+\-.^_`|~0-9A-Za-z]+\z/.freeze
 
   BOOT_ERROR_MARKER = 'holdfast-rack: boot error: '
 
@@ -105,7 +110,10 @@ module HoldfastRack
   # connections (the proxy may hold several to one process; serving them one at a time keeps a
   # single-threaded app single-threaded).
   class Server
-    def initialize(app, listener)
+    include VisitorServing
+
+    # handoff: nil (the proxy's connections only), or what VisitorServing#setup_handoff takes.
+    def initialize(app, listener, handoff: nil)
       @app = app
       @listener = listener
       @clients = {} # IO => pending bytes (a String)
@@ -122,6 +130,8 @@ module HoldfastRack
         'rack.run_once' => false,
         'rack.hijack?' => true
       }.freeze
+      @handoff = nil
+      setup_handoff(handoff) if handoff
     end
 
     def stop
@@ -132,19 +142,35 @@ module HoldfastRack
     def run
       %w[TERM INT].each { |sig| trap(sig) { stop } }
       trap('QUIT') { stop }
+      start_handoff if @handoff
       until @stopping
-        readable, = IO.select([@listener, @wake_r, *@clients.keys])
-        next unless readable
-        readable.each do |io|
+        reads = [@listener, @wake_r, *@clients.keys]
+        writes = timeout = nil
+        if @handoff
+          visitor_reads, writes, timeout = visitor_ios
+          reads.concat(visitor_reads)
+        end
+        begin
+          readable, writable = IO.select(reads, writes, nil, timeout)
+        rescue IOError, Errno::EBADF
+          next # a visitor's connection given back (closed) by the channel thread meanwhile
+        end
+        visitors_writable(writable) if writable && !writable.empty?
+        (readable || []).each do |io|
           break if @stopping
           if io.equal?(@listener)
             accept
           elsif io.equal?(@wake_r)
-            @wake_r.read_nonblock(64, exception: false)
-          else
+            @wake_r.read_nonblock(4096, exception: false)
+          elsif @clients.key?(io)
             serve_client(io)
+          elsif @handoff
+            visitor_readable(io)
           end
         end
+        next unless @handoff
+        visitors_expire
+        serve_visitors
       end
     ensure
       @clients.each_key { |io| io.close unless io.closed? }
@@ -192,14 +218,55 @@ module HoldfastRack
       drop(io)
     end
 
-    # Parses one request out of buffer (consuming it), calls the app and writes the response.
-    # Returns whether the connection stays open.
+    # Parses one request of the proxy's out of buffer (consuming it), calls the app and writes the
+    # response. Returns whether the connection stays open.
     def handle_request(io, buffer, head_end)
       head = buffer.byteslice(0, head_end)
       buffer.replace(buffer.byteslice(head_end + 4, buffer.bytesize))
+      env, keep_alive = build_env(head)
+      env['rack.input'] = read_body(io, buffer, env)
+      proxied_call(true)
+      begin
+        keep, = respond(io, io, env, keep_alive, -> { @clients.delete(io) }, nil)
+      ensure
+        proxied_call(false)
+      end
+      keep
+    ensure
+      input = env && env['rack.input']
+      input.close! if input.is_a?(Tempfile)
+    end
+
+    # A proxied request on a process that also takes visitors counts as busy time (load reports,
+    # and the visitors waiting behind it go back to holdfast).
+    def proxied_call(starting)
+      return unless @handoff
+      now = mono
+      gave = false
+      @lock.synchronize do
+        if starting
+          @call_started = @busy_mark = now
+        else
+          @busy_seconds += now - @busy_mark if @busy_mark
+          @busy_mark = @call_started = nil
+          gave = @gave_busy
+          @gave_busy = false
+        end
+      end
+      @channel.send_message({ 'type' => 'free' }) if gave
+    end
+
+    # The Rack env of a request head, and whether the connection may stay open. strict: a
+    # visitor's request (the hand-off path), checked as Node's parser would; the proxy's are sane.
+    def build_env(head, strict: false)
       lines = head.split(CRLF)
+      lines.shift while strict && lines.first == '' # empty lines before the request line are allowed
       method, target, version = lines.shift.to_s.split(' ', 3)
       raise BadRequest, 'malformed request line' if version.nil? || !version.start_with?('HTTP/1.')
+      if strict && !(method.match?(TOKEN) && (version == 'HTTP/1.1' || version == 'HTTP/1.0') && !target.include?(' ') &&
+                     (target.start_with?('/') || target == '*' || target.match?(%r{\Ahttps?://}i)))
+        raise BadRequest, 'malformed request line'
+      end
 
       env = @base_env.dup
       env['REQUEST_METHOD'] = method
@@ -212,19 +279,23 @@ module HoldfastRack
       lines.each do |line|
         colon = line.index(':')
         raise BadRequest, 'malformed header line' if colon.nil?
-        name = line[0, colon].upcase.tr('-', '_')
+        raw_name = line[0, colon]
         value = line[colon + 1..].strip
+        raise BadRequest, 'malformed header line' if strict && (!raw_name.match?(TOKEN) || value.include?("\n") || value.include?("\0"))
+        name = raw_name.upcase.tr('-', '_')
         key = CGI_NAMES[name] ? name : "HTTP_#{name}"
         env[key] = env.key?(key) ? "#{env[key]}, #{value}" : value
       end
       host = env['HTTP_HOST'] || 'localhost'
       server_name, server_port = host.start_with?('[') ? host.split(/(?<=\])(?::)/, 2) : host.split(':', 2)
-      scheme = (env['HTTP_X_FORWARDED_PROTO'] || 'http').split(',').first.strip
+      scheme = (env['HTTP_X_FORWARDED_PROTO'] || 'http').split(',').first.to_s.strip
+      scheme = 'http' unless scheme == 'https'
       env['SERVER_NAME'] = server_name
       env['SERVER_PORT'] = server_port || (scheme == 'https' ? '443' : '80')
       env['rack.url_scheme'] = scheme
       env['HTTPS'] = 'on' if scheme == 'https'
-      # The proxy appends the visitor's address last to X-Forwarded-For.
+      # The proxy appends the visitor's address last to X-Forwarded-For (on the hand-off path
+      # VisitorServing#forward sets REMOTE_ADDR itself).
       forwarded = env['HTTP_X_FORWARDED_FOR']
       env['REMOTE_ADDR'] = forwarded ? forwarded.split(',').last.strip : '127.0.0.1'
 
@@ -233,14 +304,20 @@ module HoldfastRack
                    else
                      !env['HTTP_CONNECTION'].to_s.downcase.include?('close')
                    end
-      env['rack.input'] = read_body(io, buffer, env)
+      [env, keep_alive]
+    end
+
+    # Calls the app and writes its response to out (the proxy's socket, or a Visitor); raw is the
+    # socket itself, for rack.hijack, and detach takes the connection out of the select loop.
+    # Returns [whether the connection stays open, the status].
+    def respond(out, raw, env, keep_alive, detach, request_id)
       hijacked = false
       env['rack.hijack'] = lambda do
         hijacked = true
-        @clients.delete(io)
-        io
+        detach.call
+        raw
       end
-      env['rack.hijack_io'] = io unless @rack3
+      env['rack.hijack_io'] = raw unless @rack3
 
       begin
         status, headers, body = @app.call(env)
@@ -248,14 +325,11 @@ module HoldfastRack
         # As Passenger does: the visitor gets a 500, the log the exception; the process serves on.
         HoldfastRack.log("#{env['REQUEST_METHOD']} #{env['REQUEST_URI']}: #{e.class}: #{e.message}")
         (e.backtrace || []).first(20).each { |line| $stderr.write("  #{line}\n") }
-        return false if hijacked
+        return [false, 500] if hijacked
         status, headers, body = 500, { 'content-type' => 'text/plain' }, ["Internal Server Error\n"]
       end
-      return false if hijacked # the app owns the socket now (full hijack)
-      write_response(io, env, status.to_i, headers, body, keep_alive)
-    ensure
-      input = env && env['rack.input']
-      input.close! if input.is_a?(Tempfile)
+      return [false, status.to_i] if hijacked # the app owns the socket now (full hijack)
+      [write_response(out, raw, env, status.to_i, headers, body, keep_alive, detach, request_id), status.to_i]
     end
 
     def read_body(io, buffer, env)
@@ -325,7 +399,7 @@ module HoldfastRack
       file
     end
 
-    def write_response(io, env, status, headers, body, keep_alive)
+    def write_response(io, raw, env, status, headers, body, keep_alive, detach, request_id)
       head = +"HTTP/1.1 #{status} #{STATUS_TEXT[status] || 'Unknown'}\r\n"
       length = nil
       chunked = false
@@ -341,6 +415,8 @@ module HoldfastRack
         when 'rack.hijack'
           hijack = value
           next
+        when @id_header
+          request_id = nil # the app's own
         end
         if value.is_a?(Array)
           value.each { |v| head << name << ': ' << v.to_s << CRLF }
@@ -350,13 +426,14 @@ module HoldfastRack
           value.split("\n").each { |v| head << name << ': ' << v << CRLF }
         end
       end
+      head << @id_header << ': ' << request_id << CRLF if request_id
       no_body = env['REQUEST_METHOD'] == 'HEAD' || status < 200 || status == 204 || status == 304
 
       if hijack # partial hijack: we write the head, the app the rest (the end of the body is the end of the connection)
         head << "connection: close\r\n" << CRLF
         io.write(head)
-        @clients.delete(io)
-        hijack.call(io)
+        detach.call
+        hijack.call(raw)
         return false
       end
 
@@ -421,8 +498,11 @@ module HoldfastRack
 
   # Smart spawning: the app is loaded once here; each process is a fork of this one.
   class Preloader
-    def initialize(app, control_path)
+    # handoff: nil, or { channel:, settings: } (holdfast's IPC channel, relayed to the processes).
+    def initialize(app, control_path, handoff: nil)
       @app = app
+      @handoff = handoff
+      @relay = handoff && Relay.new(handoff[:channel])
       @control = UNIXServer.new(control_path)
       @children = {}
       @lock = Mutex.new
@@ -450,6 +530,7 @@ module HoldfastRack
       @control.close
       @conn = conn
       Thread.new { reap }
+      @relay&.start
       while (line = conn.gets)
         command, argument = line.chomp.split(' ', 2)
         if command == 'spawn' && argument
@@ -470,19 +551,30 @@ module HoldfastRack
 
     def spawn_process(socket_path, output_path)
       listener = UNIXServer.new(socket_path)
+      ours, theirs = @relay ? Relay.pair : nil
       pid = @lock.synchronize do
         fork do
           # Its own process group, so holdfast can stop it (and what it forks) alone.
           Process.setpgid(0, 0)
           @conn.close
+          if @handoff
+            @handoff[:channel].close
+            @relay.forget
+            ours.close
+          end
           HoldfastRack.own_output(output_path) if output_path
           # What a process started directly would see.
           ENV.delete('HOLDFAST_PRELOADER')
           ENV['HOLDFAST_APP_SOCKET'] = socket_path
           %w[TERM INT QUIT].each { |sig| trap(sig, 'DEFAULT') }
-          Server.new(@app, listener).run
+          handoff = theirs && { channel: Channel.new(theirs), settings: @handoff[:settings], announce: false, exit_on_eof: false }
+          Server.new(@app, listener, handoff: handoff).run
           exit!(0)
         end.tap { |child| @children[child] = true }
+      end
+      if ours
+        theirs.close
+        @relay.add(pid, ours)
       end
       # Also here, so the group exists before holdfast hears the pid (the child may not have run yet).
       begin
@@ -495,6 +587,7 @@ module HoldfastRack
       "ok #{pid}"
     rescue SystemCallError, IOError => e
       listener&.close
+      [ours, theirs].each { |io| io&.close rescue nil }
       "error #{e.class}: #{e.message}"
     end
 
@@ -525,11 +618,25 @@ module HoldfastRack
       report_boot_error(e)
       exit!(1)
     end
+    handoff = handoff_from_env
     if ENV['HOLDFAST_PRELOADER'] == '1'
-      Preloader.new(app, socket_path).run
+      Preloader.new(app, socket_path, handoff: handoff).run
     else
-      Server.new(app, UNIXServer.new(socket_path)).run
+      handoff&.merge!(announce: true, exit_on_eof: true)
+      Server.new(app, UNIXServer.new(socket_path), handoff: handoff).run
     end
+  end
+
+  # The hand-off path is on when holdfast sent its settings and started us with its channel.
+  def self.handoff_from_env
+    raw = ENV.delete('HOLDFAST_HANDOFF')
+    channel = Channel.from_env
+    return nil unless raw && channel
+    require 'json'
+    { channel: channel, settings: JSON.parse(raw) }
+  rescue JSON::ParserError
+    log('HOLDFAST_HANDOFF is not JSON: connections are not handed off')
+    nil
   end
 end
 
