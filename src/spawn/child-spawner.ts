@@ -218,6 +218,12 @@ export class ChildSpawner implements Spawner {
     const plan = await this.plan(release, commit, generation);
     plan.env[LOADER_ENV.preloader] = '1';
     plan.description = `${plan.description} (preloader)`;
+    if (plan.serialHandoff === true) {
+      // The hand-off path: the preloader relays the channel to the processes it forks, and says it
+      // has loaded the app by listening on its control socket, as without.
+      plan.readiness = 'socket';
+      plan.ipc = true;
+    }
     // The preloader outlives any one spawn: only closing the spawner stops it.
     return Preloader.start(plan, this.launchOptions(new AbortController().signal), this.options.socketDir, () => this.retireIdlePreloaders());
   }

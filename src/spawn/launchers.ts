@@ -34,7 +34,7 @@ export interface LauncherSettings {
   startupFile?: string;
   ruby: string;
   python: string;
-  /** JSON for the Node hook's hand-off path; undefined = off. */
+  /** JSON for the hand-off path of the Node hook and the Rack loader; undefined = off. */
   handoff?: string;
 }
 
@@ -49,7 +49,7 @@ export interface LaunchContext {
 }
 
 /** The type-specific part of a LaunchPlan. */
-export type Recipe = Pick<LaunchPlan, 'command' | 'args' | 'description' | 'target' | 'readiness' | 'viaShell' | 'bootErrorMarker'> & {
+export type Recipe = Pick<LaunchPlan, 'command' | 'args' | 'description' | 'target' | 'readiness' | 'viaShell' | 'bootErrorMarker' | 'serialHandoff'> & {
   env: Record<string, string>;
 };
 
@@ -147,18 +147,24 @@ const node: Launcher = ({ release, socketPath, settings }) => {
   };
 };
 
-/** Direct spawning of a Rack app: the loader boots config.ru and listens once the app is loaded. */
+/**
+ * Direct spawning of a Rack app: the loader boots config.ru and listens once the app is loaded. On
+ * the hand-off path it also takes visitor connections over the IPC channel and says when it is
+ * ready there, as the Node hook does.
+ */
 const rack: Launcher = ({ release, socketPath, settings }) => {
   const rackup = resolveRackup(release, settings.startupFile);
+  const handoff = settings.handoff !== undefined;
   return {
     command: settings.ruby,
     args: [RACK_LOADER_PATH],
-    env: { [LOADER_ENV.socket]: socketPath, [LOADER_ENV.rackup]: rackup },
+    env: { [LOADER_ENV.socket]: socketPath, [LOADER_ENV.rackup]: rackup, ...(handoff ? { [LOADER_ENV.handoff]: settings.handoff } : {}) },
     description: `${settings.ruby} ${rackup}`,
     target: { kind: 'unix', socketPath },
-    readiness: 'socket',
+    readiness: handoff ? 'hook' : 'socket',
     viaShell: false,
     bootErrorMarker: RACK_BOOT_ERROR_MARKER,
+    ...(handoff ? { serialHandoff: true } : {}),
   };
 };
 

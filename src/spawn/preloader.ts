@@ -19,9 +19,10 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { SpawnError, newErrorId } from '../errors';
-import type { ExitInfo, ProcessHandle, UpstreamTarget, UsageSample } from '../core/process-handle';
+import type { ConnectionTaker, ExitInfo, ProcessHandle, UpstreamTarget, UsageSample } from '../core/process-handle';
+import { SerialHookChannel, type ChannelRelay, type RequestStatsListener } from './hook-channel';
 import { LineSplitter, OutputTail } from './output-tail';
-import { abortError, launch, type LaunchOptions, type LaunchPlan } from './spawned-process';
+import { abortError, launch, type LaunchedProcess, type LaunchOptions, type LaunchPlan } from './spawned-process';
 import { GroupTerminator } from './terminate';
 import { GroupUsageSampler } from './usage';
 import type { Watchdog } from './watchdog';
@@ -140,6 +141,8 @@ class ForkedProcess implements ProcessHandle {
   private readonly terminator: GroupTerminator;
   private readonly sampler: GroupUsageSampler;
   private orphanTimer: NodeJS.Timeout | undefined;
+  /** The hand-off path: visitor connections go to it through the preloader's channel. */
+  private readonly channel: SerialHookChannel | undefined;
 
   constructor(
     readonly pid: number,
@@ -148,8 +151,15 @@ class ForkedProcess implements ProcessHandle {
     readonly commit: string | undefined,
     private readonly watchdog: Watchdog,
     private readonly output: OutputSocket,
+    private readonly relay: ChannelRelay | undefined,
+    onStats: RequestStatsListener | undefined,
   ) {
     this.target = { kind: 'unix', socketPath };
+    if (relay) {
+      // It says no 'ready' of its own: the fork's answer is its readiness (it listens already).
+      this.channel = new SerialHookChannel(relay.endpointFor(pid), () => undefined, onStats, true);
+      this.channel.markIdle();
+    }
     output.attach(pid);
     watchdog.register(pid, [socketPath]);
     this.terminator = new GroupTerminator(pid, () => this.exitInfo !== undefined);
@@ -162,6 +172,8 @@ class ForkedProcess implements ProcessHandle {
     if (this.exitInfo !== undefined) return;
     this.exitInfo = info;
     if (this.orphanTimer !== undefined) clearInterval(this.orphanTimer);
+    this.relay?.forget(this.pid);
+    this.channel?.exited();
     this.output.closeServer();
     void Promise.all([this.terminator.sweep(), this.output.flushed(OUTPUT_FLUSH_MS)]).then(() => {
       this.watchdog.unregister(this.pid);
@@ -180,7 +192,11 @@ class ForkedProcess implements ProcessHandle {
   }
 
   eventLoopUtilization(): number | undefined {
-    return undefined;
+    return this.channel?.eventLoopUtilization();
+  }
+
+  get connectionTaker(): ConnectionTaker | undefined {
+    return this.channel;
   }
 
   /** The last lines the process wrote (stdout and stderr), oldest first. */
@@ -208,7 +224,7 @@ export class Preloader {
   readonly gone: Promise<void>;
 
   private constructor(
-    private readonly handle: ProcessHandle,
+    private readonly handle: LaunchedProcess,
     private readonly control: Socket,
     readonly generation: number,
     readonly release: string,
@@ -217,6 +233,7 @@ export class Preloader {
     private readonly watchdog: Watchdog,
     private readonly onIdle: (preloader: Preloader) => void,
     private readonly onOutput: OutputListener | undefined,
+    private readonly onStats: RequestStatsListener | undefined,
   ) {
     const splitter = new LineSplitter((line) => this.onLine(line));
     control.setEncoding('utf8');
@@ -252,7 +269,18 @@ export class Preloader {
         });
         socket.once('error', reject);
       });
-      return new Preloader(handle, control, plan.generation, plan.release, plan.commit, socketDir, options.watchdog, onIdle, options.onOutput);
+      return new Preloader(
+        handle,
+        control,
+        plan.generation,
+        plan.release,
+        plan.commit,
+        socketDir,
+        options.watchdog,
+        onIdle,
+        options.onOutput,
+        options.onRequestStats,
+      );
     } catch (cause) {
       await handle.terminate(0);
       throw new SpawnError(
@@ -305,7 +333,7 @@ export class Preloader {
       output.closeServer();
       throw this.forkError(`the preloader could not fork a process: ${reply.replace(/^error /, '')}`);
     }
-    const child = new ForkedProcess(Number(ok[1]), socketPath, this.release, this.commit, this.watchdog, output);
+    const child = new ForkedProcess(Number(ok[1]), socketPath, this.release, this.commit, this.watchdog, output, this.handle.relay, this.onStats);
     this.children.set(child.pid, child);
     if (this.closed) child.orphaned();
     if (signal.aborted) {

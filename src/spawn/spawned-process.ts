@@ -6,7 +6,7 @@ import { unlinkSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { SpawnError, newErrorId, type SpawnErrorCategory } from '../errors';
 import type { ConnectionTaker, ExitInfo, ProcessHandle, UpstreamTarget, UsageSample } from '../core/process-handle';
-import { HookChannel, type RequestStatsListener } from './hook-channel';
+import { ChannelRelay, HookChannel, SerialHookChannel, childEndpoint, type RequestStatsListener } from './hook-channel';
 import { LineSplitter, OutputTail } from './output-tail';
 import { GroupTerminator, signalGroup } from './terminate';
 import { GroupUsageSampler } from './usage';
@@ -37,6 +37,16 @@ export interface LaunchPlan {
    * of its last such line goes into the spawn error's message, as Passenger shows the exception.
    */
   bootErrorMarker?: string;
+  /**
+   * The process serves handed-off connections one request at a time (the Rack loader): its channel
+   * is a SerialHookChannel, and it reports no requests in progress at exit.
+   */
+  serialHandoff?: boolean;
+  /**
+   * An IPC channel without 'hook' readiness: a preloader, which relays it to the processes it forks
+   * (LaunchedProcess.relay).
+   */
+  ipc?: boolean;
   release: string;
   commit: string | undefined;
   generation: number;
@@ -49,6 +59,11 @@ export interface LaunchOptions {
   onOutput?(line: string, meta: { pid: number; stream: 'stdout' | 'stderr' }): void;
   /** Request counts from the hand-off path, for metrics. */
   onRequestStats?: RequestStatsListener;
+}
+
+/** What launch() resolves with: a ProcessHandle, and the relay of a plan with ipc. */
+export interface LaunchedProcess extends ProcessHandle {
+  readonly relay: ChannelRelay | undefined;
 }
 
 /** fd of the hook's IPC channel in the app process (Node tells the app in NODE_CHANNEL_FD). */
@@ -78,12 +93,12 @@ function delay(ms: number): Promise<void> {
  * Starts plan and resolves with its handle once it is ready; otherwise kills its process group,
  * waits until it is gone and rejects with a SpawnError (or an AbortError when options.signal fired).
  */
-export async function launch(plan: LaunchPlan, options: LaunchOptions): Promise<ProcessHandle> {
+export async function launch(plan: LaunchPlan, options: LaunchOptions): Promise<LaunchedProcess> {
   if (options.signal.aborted) throw abortError(options.signal);
   const stdio: ('ignore' | 'pipe' | 'ipc')[] = ['ignore', 'pipe', 'pipe'];
   // Node's IPC channel (it sets NODE_CHANNEL_FD): the hook sees it close when holdfast dies, and
   // visitor connections can travel over it.
-  if (plan.readiness === 'hook') stdio[CHANNEL_FD] = 'ipc';
+  if (plan.readiness === 'hook' || plan.ipc === true) stdio[CHANNEL_FD] = 'ipc';
   let child: ChildProcess;
   try {
     // detached: its own process group (pgid = pid), so it and everything it forks can be signalled together.
@@ -125,7 +140,7 @@ function osError(plan: LaunchPlan, cause: unknown): SpawnError {
 
 type Outcome = 'ready' | 'exited' | 'timeout' | 'aborted';
 
-class SpawnedProcess implements ProcessHandle {
+class SpawnedProcess implements LaunchedProcess {
   readonly target: UpstreamTarget;
   readonly release: string;
   readonly commit: string | undefined;
@@ -133,6 +148,7 @@ class SpawnedProcess implements ProcessHandle {
   /** Set once, by the 'exit' event; from then on the process group is being swept. */
   private exitInfo: ExitInfo | undefined;
   private readonly channel: HookChannel | undefined;
+  readonly relay: ChannelRelay | undefined;
   private readonly tail = new OutputTail();
   private readonly outputDone: Promise<void>;
   /** The request ids the Node hook said were in progress as the process exited; undefined until it says. */
@@ -158,7 +174,9 @@ class SpawnedProcess implements ProcessHandle {
     const streams = [this.pipeLines(child.stdout, 'stdout', options), this.pipeLines(child.stderr, 'stderr', options)];
     this.outputDone = Promise.all(streams).then(() => undefined);
 
-    this.channel = plan.readiness === 'hook' ? new HookChannel(child, () => this.markReady(), options.onRequestStats) : undefined;
+    const Channel = plan.serialHandoff === true ? SerialHookChannel : HookChannel;
+    this.channel = plan.readiness === 'hook' ? new Channel(childEndpoint(child), () => this.markReady(), options.onRequestStats) : undefined;
+    this.relay = plan.ipc === true && plan.readiness !== 'hook' ? new ChannelRelay(child) : undefined;
     const channel = this.channel;
 
     this.terminator = new GroupTerminator(pid, () => this.exitInfo !== undefined);
@@ -188,9 +206,9 @@ class SpawnedProcess implements ProcessHandle {
     return this.channel?.eventLoopUtilization();
   }
 
-  /** Only Node apps (the hook) report; the report comes on stderr, read in full shortly after the exit. */
+  /** Only Node apps (the hook) report, not the Rack loader; the report comes on stderr, read in full shortly after the exit. */
   startedAtExit(): Promise<ReadonlySet<string> | undefined> {
-    if (this.plan.readiness !== 'hook') return Promise.resolve(undefined);
+    if (this.plan.readiness !== 'hook' || this.plan.serialHandoff === true) return Promise.resolve(undefined);
     return this.exited
       .then(() => Promise.race([this.outputDone, delay(OUTPUT_FLUSH_MS)]))
       .then(() => this.inProgressAtExit ?? (this.exitInfo?.signal ? undefined : new Set<string>()));
