@@ -40,7 +40,7 @@ export interface HoldfastConfig {
   drainTimeoutMs: number;
   rollingRestarts: boolean;
   resistDeploymentErrors: boolean;
-  /** Node apps take whole visitor connections instead of proxied requests (connection_handoff). */
+  /** Node and Rack apps take whole visitor connections instead of proxied requests (connection_handoff). */
   connectionHandoff: boolean;
   appStartCommand: string | undefined;
   /** Serve files of staticFilesDir from holdfast (static_files). */

@@ -45,6 +45,23 @@ export class FakeTaker implements ConnectionTaker {
   }
 }
 
+/** A process that serves one request at a time (the Rack loader): busy while it says so. */
+export class FakeSerialTaker extends FakeTaker {
+  busy = false;
+  availableListener: (() => void) | undefined;
+  busyNow(): boolean {
+    return this.busy;
+  }
+  onAvailable(listener: () => void): void {
+    this.availableListener = listener;
+  }
+  /** It gave back its waiting connections (busy) or finished the long request (free). */
+  setBusy(busy: boolean): void {
+    this.busy = busy;
+    if (!busy) this.availableListener?.();
+  }
+}
+
 export class FakeHandle implements ProcessHandle {
   readonly pid = nextPid++;
   readonly target;
@@ -57,7 +74,7 @@ export class FakeHandle implements ProcessHandle {
   ignoresSigterm = false;
   terminated = false;
   /** Set when the spawner's takesConnections is on: the process takes whole connections. */
-  connectionTaker: FakeTaker | undefined;
+  connectionTaker: FakeTaker | FakeSerialTaker | undefined;
   private resolveExit!: (e: ExitInfo) => void;
   private dead = false;
 
@@ -115,6 +132,8 @@ export class FakeSpawner implements Spawner {
   autoSucceed = false;
   /** New processes take whole connections (a FakeTaker each). */
   takesConnections = false;
+  /** ...and serve them one request at a time (a FakeSerialTaker each). */
+  serialTakers = false;
 
   describeCommand(): string {
     return 'node app.js';
@@ -130,7 +149,7 @@ export class FakeSpawner implements Spawner {
         release,
         succeed: () => {
           const h = new FakeHandle(release, request.generation);
-          if (this.takesConnections) h.connectionTaker = new FakeTaker();
+          if (this.takesConnections) h.connectionTaker = this.serialTakers ? new FakeSerialTaker() : new FakeTaker();
           this.handles.push(h);
           this.remove(entry);
           if (!settled) {

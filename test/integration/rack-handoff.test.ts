@@ -245,14 +245,38 @@ test('slow and oversized visitors cannot hold a Rack process: a trickled head do
   }
 });
 
-test('spawn_method "direct" Rack processes take connections too, and every process and preloader is gone after stop', async () => {
-  const hf = await Holdfast.start(fixtureApp('rack-features'), ['--spawn-method', 'direct', '--min-instances', '2', '--probation-time', '0']);
+test('max_requests on handed-off Rack connections: the process is recycled and the kept-alive connection goes on to the new one', async () => {
+  const hf = await Holdfast.start(fixtureApp('rack-features'), ['--max-requests', '5', '--max-pool-size', '1', '--probation-time', '0']);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const pids = new Set<string>();
+    let reused = 0;
+    for (let i = 0; i < 12; i++) {
+      const r = await request(hf.url('/'), agent);
+      assert.equal(r.status, 200);
+      pids.add(r.body);
+      if (r.reused) reused++;
+    }
+    assert.ok(pids.size >= 2, `recycled: ${[...pids].join(', ')}`);
+    assert.ok(reused >= 6, `the connection was kept across recycling (${reused} of 11 reused)`);
+  } finally {
+    agent.destroy();
+    await stopClean(hf);
+  }
+});
+
+test('spawn_method "direct" Rack processes take connections too, answer the readiness path, and every process is gone after stop', async () => {
+  const hf = await Holdfast.start(fixtureApp('rack-features'), ['--spawn-method', 'direct', '--min-instances', '2', '--probation-time', '0', '--readiness-path', '/_ready']);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   let pids: number[] = [];
   try {
     await waitFor('two processes', () => hf.appPids.size >= 2, 30_000);
     for (let i = 0; i < 3; i++) assert.match((await request(hf.url('/'), agent)).body, /^features pid \d+$/);
     assert.equal((await connections(hf)).reduce((a, b) => a + b, 0), 1);
+    const ready = await request(hf.url('/_ready'), agent);
+    assert.ok(ready.reused, 'asked on the handed-off connection');
+    assert.equal(ready.status, 200);
+    assert.equal(ready.body, 'ready\n');
     pids = [...hf.appPids];
   } finally {
     agent.destroy();

@@ -6,7 +6,7 @@ import { Group } from '../../../src/core/group/group';
 import type { GroupOptions } from '../../../src/core/group/group';
 import type { ConnectionLease } from '../../../src/core/leases';
 import { FakeClock, flush } from '../../helpers/fake-clock';
-import { FakeSpawner, type FakeHandle } from '../../helpers/fake-spawner';
+import { FakeSpawner, type FakeHandle, type FakeSerialTaker } from '../../helpers/fake-spawner';
 import { groupOptions } from '../../helpers/group-options';
 
 function setup(o: Partial<GroupOptions> = {}) {
@@ -202,5 +202,65 @@ test('a process in probation takes no connection (the proxy retries what a crash
   await s.clock.advance(2000);
   assert.deepEqual(a!.connectionTaker!.sheds, [4], 'probation over: 8 connections over 2, keep 4');
   assert.equal(b!.connectionTaker!.held.size, 0);
+  await shutdown(s);
+});
+
+function serialSetup(o: Partial<GroupOptions> = {}) {
+  const clock = new FakeClock();
+  const spawner = new FakeSpawner();
+  spawner.takesConnections = true;
+  spawner.serialTakers = true;
+  // The Rack loader's defaults: one request at a time per process, connections handed off anyway.
+  const group = new Group(groupOptions({ minInstances: 1, maxPoolSize: 2, concurrency: 1, serialHandoff: true, probationMs: 0, ...o }), { spawner, clock });
+  return { clock, spawner, group };
+}
+
+test('serial hand-off: with concurrency 1 connections are still handed, and a process busy with a long request takes no connection and no session until it is free', async () => {
+  const s = serialSetup();
+  const [a] = await started(s);
+  const taker = a!.connectionTaker as FakeSerialTaker;
+  assert.equal(hand(s.group, 1).lease!.pid, a!.pid, 'handed despite concurrency 1');
+  taker.setBusy(true); // a long request: it gave back the connections waiting behind it
+  assert.equal(s.group.tryAcquireConnection(), undefined, 'a busy process takes no connection: the proxy does');
+  assert.equal(s.group.tryAcquire(), undefined, 'nor a session');
+  // The request queues, and the queue grows the pool (Passenger's model: no waiting behind a request).
+  let served: number | undefined;
+  const waiting = s.group.acquire().then((session) => {
+    served = session.pid;
+    return session;
+  });
+  await flush();
+  assert.equal(s.spawner.pending.length, 1, 'a process is spawned for the queued request');
+  const b = s.spawner.pending[0]!.succeed();
+  const session = await waiting;
+  assert.equal(served, b.pid);
+  session.close();
+  // Free again: the next queued request may go to it at once.
+  const [, next] = [hand(s.group, 2), s.group.acquire()];
+  taker.setBusy(false);
+  const again = await next;
+  assert.ok([a!.pid, b.pid].includes(again.pid));
+  again.close();
+  assert.ok(s.group.tryAcquire(), 'a free serial process takes sessions again');
+  s.group.verifyInvariants();
+  await shutdown(s);
+});
+
+test('serial hand-off: a process busy with a request counts as busy for scaling, an idle one does not', async () => {
+  const s = serialSetup();
+  const [a] = await started(s);
+  const p = s.group.liveProcesses()[0]!;
+  const options = s.group.options;
+  assert.equal(p.isBusy(options), false);
+  (a!.connectionTaker as FakeSerialTaker).setBusy(true);
+  assert.equal(p.isBusy(options), true, 'it said it is busy');
+  (a!.connectionTaker as FakeSerialTaker).setBusy(false);
+  a!.elu = 0.95;
+  assert.equal(p.isBusy(options), true, 'busy most of the last moment');
+  a!.elu = 0.2;
+  const session = s.group.tryAcquire()!;
+  assert.equal(p.isBusy(options), true, 'a proxied request fills it');
+  session.close();
+  assert.equal(p.isBusy(options), false);
   await shutdown(s);
 });
