@@ -6,7 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { AppDir } from '../helpers/apps';
+import { parsePrometheusText, valueOf } from '../helpers/prometheus';
 import { Holdfast, pidAlive, stopClean, waitFor } from '../helpers/holdfast';
 import { fixtureApp } from '../helpers/paths';
 
@@ -283,4 +286,40 @@ test('spawn_method "direct" Rack processes take connections too, answer the read
     await stopClean(hf);
   }
   assert.ok(pids.every((pid) => !pidAlive(pid)));
+});
+
+async function scrape(hf: Holdfast) {
+  const instance = JSON.parse(readFileSync(join(hf.registryDir, hf.name, 'instance.json'), 'utf8')) as { socket_path: string };
+  const token = readFileSync(join(hf.registryDir, hf.name, 'read_token'), 'utf8').trim();
+  const text = await new Promise<string>((resolve, reject) => {
+    const req = http.get({ socketPath: instance.socket_path, path: '/metrics', headers: { host: 'holdfast', authorization: `Bearer ${token}` }, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve(body));
+    });
+    req.on('error', reject);
+  });
+  return parsePrometheusText(text);
+}
+
+test('requests served on handed-off Rack connections count in the metrics, by status class, with their durations', async () => {
+  const hf = await Holdfast.start(fixtureApp('rack-features'), ['--probation-time', '0']);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    await request(hf.url('/'), agent);
+    const before = await scrape(hf);
+    const ok = valueOf(before, 'holdfast_requests_total', { status_class: '2xx' }) ?? 0;
+    const errors = valueOf(before, 'holdfast_requests_total', { status_class: '5xx' }) ?? 0;
+    const count = valueOf(before, 'holdfast_request_duration_seconds_count') ?? 0;
+    for (let i = 0; i < 20; i++) assert.equal((await request(hf.url('/'), agent)).status, 200);
+    assert.equal((await request(hf.url('/raise'), agent)).status, 500);
+    assert.deepEqual(await connections(hf), [1], 'on the handed-off connection');
+    const after = await scrape(hf);
+    assert.equal(valueOf(after, 'holdfast_requests_total', { status_class: '2xx' }), ok + 20);
+    assert.equal(valueOf(after, 'holdfast_requests_total', { status_class: '5xx' }), errors + 1);
+    assert.equal(valueOf(after, 'holdfast_request_duration_seconds_count')! - count, 21);
+  } finally {
+    agent.destroy();
+    await stopClean(hf);
+  }
 });
