@@ -239,6 +239,12 @@ test('slow and oversized visitors cannot hold a Rack process: a trickled head do
     bad.write('GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n');
     assert.match(await readUntil(bad, /\r\n\r\n[^]+/), /^HTTP\/1\.1 400 /);
 
+    // A head past 16 KB, as Node's parser (the proxy, the Node hook) refuses it.
+    const huge = await connect(hf.port);
+    sockets.push(huge);
+    huge.write(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20 * 1024)}\r\n\r\n`);
+    assert.match(await readUntil(huge, /\r\n\r\n[^]+/), /^HTTP\/1\.1 431 /);
+
     trickle.write('done\r\n\r\n');
     assert.match(await readUntil(trickle, /features pid/), /^HTTP\/1\.1 200 OK/);
   } finally {

@@ -26,6 +26,9 @@ module HoldfastRack
 
   class Visitor
     OUTBOX_BYTES = 4 * 1024 * 1024
+    # A request's head (and a chunked body's trailers) past this is refused with 431: Node's default
+    # max header size, what holdfast's proxy and the Node hook refuse past.
+    HEAD_BYTES = 16 * 1024
     # How long a write past OUTBOX_BYTES waits for a visitor that reads nothing.
     WRITE_TIMEOUT = 30
     BAD_REQUEST = 'Bad request.'
@@ -91,8 +94,8 @@ module HoldfastRack
           @deadline = now + @limits.headers_timeout
         when :head
           head_end = @buffer.index("\r\n\r\n")
-          if head_end.nil? || head_end > HoldfastRack::MAX_HEADER_BYTES
-            raise Refusal.new(431, 'Request header fields too large.') if @buffer.bytesize > HoldfastRack::MAX_HEADER_BYTES
+          if head_end.nil? || head_end > HEAD_BYTES
+            raise Refusal.new(431, 'Request header fields too large.') if @buffer.bytesize > HEAD_BYTES
             return :more
           end
           head = @buffer.byteslice(0, head_end)
@@ -278,7 +281,7 @@ module HoldfastRack
         when :trailers # trailer fields, up to an empty line; dropped as the proxy does
           line_end = @buffer.index("\r\n")
           if line_end.nil?
-            raise Refusal.new(431, 'Request header fields too large.') if @buffer.bytesize > HoldfastRack::MAX_HEADER_BYTES
+            raise Refusal.new(431, 'Request header fields too large.') if @buffer.bytesize > HEAD_BYTES
             return false
           end
           @buffer = @buffer.byteslice(line_end + 2, @buffer.bytesize)
