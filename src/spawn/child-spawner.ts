@@ -64,12 +64,22 @@ const NOT_INHERITED = ['NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE', 'NO
 /** A process that failed its health check gets this long between SIGTERM and SIGKILL. */
 const HEALTH_CHECK_KILL_GRACE_MS = 2000;
 
+/** One generation's (and release's) preloader, booting or running. */
+interface PreloaderEntry {
+  pending: Promise<Preloader>;
+  running?: Preloader;
+  /** Kills the preloader while it boots. */
+  boot: AbortController;
+  /** Spawns waiting for it to boot. */
+  waiting: number;
+}
+
 export class ChildSpawner implements Spawner {
   private readonly options: ChildSpawnerOptions;
   private readonly type: LaunchAppType;
   private readonly settings: LauncherSettings;
   /** Smart spawning: one preloader (being started, or running) per generation and release. */
-  private readonly preloaders = new Map<string, { pending: Promise<Preloader>; running?: Preloader }>();
+  private readonly preloaders = new Map<string, PreloaderEntry>();
   /** The newest generation a spawn was asked for: older preloaders go once their processes have. */
   private newestGeneration = 0;
   private closed = false;
@@ -129,6 +139,8 @@ export class ChildSpawner implements Spawner {
     this.closed = true;
     const all = [...this.preloaders.values()];
     this.preloaders.clear();
+    // A preloader still booting (one that hangs waits out start_timeout) is killed, not awaited.
+    for (const entry of all) entry.boot.abort();
     await Promise.all(all.map((e) => e.pending.then((preloader) => preloader.close(), () => undefined)));
   }
 
@@ -186,7 +198,8 @@ export class ChildSpawner implements Spawner {
     const key = `${request.generation}\0${release}`;
     let entry = this.preloaders.get(key);
     if (entry === undefined) {
-      const created: { pending: Promise<Preloader>; running?: Preloader } = { pending: this.startPreloader(release, commit, request.generation) };
+      const boot = new AbortController();
+      const created: PreloaderEntry = { pending: this.startPreloader(release, commit, request.generation, boot.signal), boot, waiting: 0 };
       entry = created;
       this.preloaders.set(key, created);
       const forget = () => {
@@ -209,12 +222,24 @@ export class ChildSpawner implements Spawner {
         forget,
       );
     }
-    // The preloader is shared by every spawn of its generation: one spawn's abort must not kill it.
-    const preloader = await raceAbort(entry.pending, request.signal);
+    // The preloader is shared by every spawn of its generation: one spawn's abort must not kill it,
+    // but a boot that no spawn waits for any more (a superseded restart) is stopped.
+    const booting = entry;
+    booting.waiting++;
+    let preloader: Preloader;
+    try {
+      preloader = await raceAbort(booting.pending, request.signal);
+    } finally {
+      booting.waiting--;
+      if (booting.waiting === 0 && booting.running === undefined && request.signal.aborted) {
+        booting.boot.abort();
+        if (this.preloaders.get(key) === booting) this.preloaders.delete(key);
+      }
+    }
     return preloader.fork(request.signal);
   }
 
-  private async startPreloader(release: string, commit: string | undefined, generation: number): Promise<Preloader> {
+  private async startPreloader(release: string, commit: string | undefined, generation: number, signal: AbortSignal): Promise<Preloader> {
     const plan = await this.plan(release, commit, generation);
     plan.env[LOADER_ENV.preloader] = '1';
     plan.description = `${plan.description} (preloader)`;
@@ -224,8 +249,9 @@ export class ChildSpawner implements Spawner {
       plan.readiness = 'socket';
       plan.ipc = true;
     }
-    // The preloader outlives any one spawn: only closing the spawner stops it.
-    return Preloader.start(plan, this.launchOptions(new AbortController().signal), this.options.socketDir, () => this.retireIdlePreloaders());
+    // The preloader outlives any one spawn: only closing the spawner, or every spawn that waited for
+    // its boot giving up, stops it.
+    return Preloader.start(plan, this.launchOptions(signal), this.options.socketDir, () => this.retireIdlePreloaders());
   }
 
   /** Stops every preloader of an older generation that has no process left. */

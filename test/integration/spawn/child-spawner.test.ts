@@ -398,3 +398,46 @@ test('forwards every output line with the pid and the stream it came from', TEST
     );
   });
 });
+
+/** A Rack app dir whose config.ru never finishes loading: its preloader hangs in boot. */
+function hangingRackApp(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'hf-rack-hang-'));
+  writeFileSync(join(dir, 'config.ru'), "puts 'preloader waiting for something that never comes'\n$stdout.flush\nsleep\n");
+  return dir;
+}
+
+test('closing the spawner kills a Rack preloader that is still booting instead of waiting out start_timeout', TEST_TIMEOUT, async () => {
+  const dir = hangingRackApp();
+  try {
+    await withSpawner(async (fx) => {
+      const spawner = fx.spawner({ appDir: dir, appType: 'rack', startTimeoutMs: 90_000 });
+      const outcome = fx.spawn(spawner).then(() => 'spawned', (e: Error) => e.name);
+      const { pid } = await fx.waitForOutput(/preloader waiting/);
+      const startedAt = Date.now();
+      await spawner.close();
+      assert.ok(Date.now() - startedAt < 10_000, `close took ${Date.now() - startedAt} ms`);
+      assert.ok(isGone(pid), 'the booting preloader is gone');
+      assert.equal(await outcome, 'AbortError');
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a Rack preloader boot that no spawn waits for any more is stopped', TEST_TIMEOUT, async () => {
+  const dir = hangingRackApp();
+  try {
+    await withSpawner(async (fx) => {
+      const spawner = fx.spawner({ appDir: dir, appType: 'rack', startTimeoutMs: 90_000 });
+      const controller = new AbortController();
+      const spawning = fx.spawn(spawner, { signal: controller.signal });
+      const { pid } = await fx.waitForOutput(/preloader waiting/);
+      controller.abort();
+      await assert.rejects(spawning, { name: 'AbortError' });
+      assert.ok(await waitUntil(() => isGone(pid), 5000), 'the preloader nobody waits for is gone');
+      await spawner.close();
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
