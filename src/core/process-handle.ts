@@ -92,5 +92,10 @@ export interface ProcessHandle {
   startedAtExit?(): Promise<ReadonlySet<string> | undefined>;
   /** Present when the process takes whole connections (the hand-off path). */
   readonly connectionTaker?: ConnectionTaker;
+  /**
+   * Smart spawning: the pid of the preloader that loaded the app and forked this process. Processes
+   * forked by one preloader run the very code it loaded, whatever is on disk now.
+   */
+  readonly loadedBy?: number;
 }
 

@@ -146,6 +146,7 @@ class ForkedProcess implements ProcessHandle {
 
   constructor(
     readonly pid: number,
+    readonly loadedBy: number,
     socketPath: string,
     readonly release: string,
     readonly commit: string | undefined,
@@ -333,7 +334,7 @@ export class Preloader {
       output.closeServer();
       throw this.forkError(`the preloader could not fork a process: ${reply.replace(/^error /, '')}`);
     }
-    const child = new ForkedProcess(Number(ok[1]), socketPath, this.release, this.commit, this.watchdog, output, this.handle.relay, this.onStats);
+    const child = new ForkedProcess(Number(ok[1]), this.pid, socketPath, this.release, this.commit, this.watchdog, output, this.handle.relay, this.onStats);
     this.children.set(child.pid, child);
     if (this.closed) child.orphaned();
     if (signal.aborted) {

@@ -3,7 +3,18 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, renameSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export type Variant = 'good' | 'syntax-error' | 'exit-at-start' | 'hang' | 'crash-after-ready' | 'crash-later' | 'answers-500' | 'poison' | 'wrong-port';
+export type Variant =
+  | 'good'
+  | 'syntax-error'
+  | 'exit-at-start'
+  | 'hang'
+  | 'crash-after-ready'
+  | 'crash-later'
+  | 'answers-500'
+  | 'poison'
+  | 'leaky'
+  | 'busy'
+  | 'wrong-port';
 /** A Node app (app.js) or a Rack app (config.ru) of the same variants. */
 export type AppKind = 'node' | 'rack';
 
@@ -35,6 +46,12 @@ export function appSource(variant: Variant, version: string): string {
     case 'poison':
       // A good version with one request that kills its process.
       return GOOD(version).replace("res.setHeader('content-type', 'text/plain');", "if (req.url === '/poison') process.exit(9);\n  res.setHeader('content-type', 'text/plain');");
+    case 'leaky':
+      // A good version whose /grow keeps 200 MB for good: a process to take past memory_limit.
+      return GOOD(version).replace("res.setHeader('content-type', 'text/plain');", "if (req.url === '/grow') { (global.kept ||= []).push(Buffer.alloc(200 * 1024 * 1024, 1)); }\n  res.setHeader('content-type', 'text/plain');");
+    case 'busy':
+      // A good version that burns ~5 ms of CPU per request, so a spike asks for more processes.
+      return GOOD(version).replace("res.setHeader('content-type', 'text/plain');", "const end = Date.now() + 5; while (Date.now() < end);\n  res.setHeader('content-type', 'text/plain');");
     case 'wrong-port':
       // For a generic app (app_start_command), which must listen on $PORT.
       return GOOD(version).replace('Number(process.env.PORT) || 3000', 'Number(process.env.PORT) + 1');
@@ -78,6 +95,10 @@ crash.call unless ENV['HOLDFAST_PRELOADER'] == '1'
       return `puts 'version ${version} booting'\nrun lambda { |env| $stderr.puts 'cannot reach the database'; [500, { 'content-type' => 'text/plain' }, ['error']] }\n`;
     case 'poison':
       return `puts 'version ${version} booting'\nrun lambda { |env| exit!(9) if env['PATH_INFO'] == '/poison'; [200, { 'content-type' => 'text/plain' }, ["version ${version} pid #{Process.pid}"]] }\n`;
+    case 'leaky':
+      return `puts 'version ${version} booting'\nrun lambda { |env| ($kept ||= []) << ('x' * (200 * 1024 * 1024)) if env['PATH_INFO'] == '/grow'; [200, { 'content-type' => 'text/plain' }, ["version ${version} pid #{Process.pid}"]] }\n`;
+    case 'busy':
+      return `puts 'version ${version} booting'\nrun lambda { |env| t = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 0.005; nil while Process.clock_gettime(Process::CLOCK_MONOTONIC) < t; [200, { 'content-type' => 'text/plain' }, ["version ${version} pid #{Process.pid}"]] }\n`;
     case 'wrong-port':
       throw new Error('a Rack app listens where its loader says; wrong-port is for generic apps');
   }

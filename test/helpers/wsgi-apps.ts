@@ -43,6 +43,10 @@ export function wsgiSource(variant: Variant, version: string): string {
       return GOOD(version).replace("start_response('200 OK',", "start_response('500 Internal Server Error',");
     case 'poison':
       return GOOD(version).replace("    body = (", "    if environ.get('PATH_INFO') == '/poison':\n        os._exit(9)\n    body = (");
+    case 'leaky':
+      return GOOD(version).replace("    body = (", "    if environ.get('PATH_INFO') == '/grow':\n        globals().setdefault('kept', []).append(b'x' * (200 * 1024 * 1024))\n    body = (");
+    case 'busy':
+      return GOOD(version).replace("    body = (", "    import time\n    end = time.monotonic() + 0.005\n    while time.monotonic() < end:\n        pass\n    body = (");
     case 'wrong-port':
       throw new Error('wrong-port is for generic apps');
   }

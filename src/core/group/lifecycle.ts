@@ -96,7 +96,8 @@ export class Lifecycle {
       observer.processDied?.(p, exit);
       return;
     }
-    const young = this.inProbation(p);
+    // Young, unless it runs the very code that already served (a fork of a proven preloader).
+    const young = this.inProbation(p) && !resistance.runsProvenCode(p);
     const verdict = resistance.judgeDeath(p, {
       exit,
       restartGeneration: this.parts.restarts().generation,
@@ -105,6 +106,8 @@ export class Lifecycle {
     });
     // Blamed on its version, not on the requests it had: a broken deploy, or a death so soon after it
     // became ready (probation) that the version is the likelier cause. Those requests may go elsewhere.
+    // A fork of a preloader whose code has served is not young here: a request that kills it (a
+    // poison request) is the suspect and is not retried, so it costs one process, not two.
     p.blamedOnVersion = verdict.kind === 'deployment_error' || verdict.kind === 'spawn_error' || young;
     processes.detach(p);
     observer.processDied?.(p, exit, verdict.kind === 'crash' ? { requests: verdict.requests } : undefined);

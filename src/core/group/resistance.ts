@@ -86,6 +86,8 @@ export class Resistance {
   private readonly releases = new Map<number, string>();
   /** Generations that had a process pass probation; the newest of them not broken is the version that served. */
   private readonly servedGenerations = new Set<number>();
+  /** Preloaders (pids) that forked a process which passed probation: the code they loaded serves. */
+  private readonly provenPreloaders = new Set<number>();
   /** New processes (start, demand, replacement) are spawned from this generation. */
   private spawnGeneration = 1;
   /** The generation a deployment error was declared against, with the release it came from. */
@@ -142,6 +144,17 @@ export class Resistance {
 
   passedProbation(p: AppProcess): void {
     this.servedGenerations.add(p.generation);
+    const preloader = p.handle?.loadedBy;
+    if (preloader !== undefined) this.provenPreloaders.add(preloader);
+  }
+
+  /**
+   * Whether the process runs code that has already served past probation: it was forked by a
+   * preloader that forked a process which passed it. Its early death is then not its version's fault.
+   */
+  runsProvenCode(p: AppProcess): boolean {
+    const preloader = p.handle?.loadedBy;
+    return preloader !== undefined && this.provenPreloaders.has(preloader);
   }
 
   /** The newest generation that served and is not broken (0: none). */

@@ -6,7 +6,7 @@ import type { GroupObserver, GroupOptions } from '../../../src/core/group/group'
 import type { Session } from '../../../src/core/leases';
 import { CapacityError, SpawnError } from '../../../src/errors';
 import { FakeClock, flush } from '../../helpers/fake-clock';
-import { FakeSpawner } from '../../helpers/fake-spawner';
+import { FakeSpawner, type FakeHandle } from '../../helpers/fake-spawner';
 import { groupOptions } from '../../helpers/group-options';
 
 const MB = 1024 * 1024;
@@ -476,5 +476,50 @@ test('tryAcquire avoids the given pid while another process can serve', async ()
   assert.notEqual(b.pid, a.pid);
   b.close();
   s.check();
+  await shutdown(s);
+});
+
+/** A smart-spawning fake: every process is forked by the preloader `loadedBy` says. */
+function forkedBy(h: FakeHandle, preloader: number): FakeHandle {
+  Object.assign(h, { loadedBy: preloader });
+  return h;
+}
+
+test('a young fork of a preloader whose code already served is not blamed on its version: the request it died on is not cleared for a retry', async () => {
+  const s = setup({ minInstances: 1, maxPoolSize: 2, concurrency: 1, probationMs: 3000 });
+  const done = s.group.start();
+  await flush();
+  forkedBy(s.spawner.pending[0]!.succeed(), 900);
+  await done;
+  await s.clock.advance(5000); // the first fork passes probation: preloader 900's code serves
+  // A second fork of the same preloader, still in probation, dies on the request it was given.
+  const first = await s.group.acquire();
+  const waiting = s.group.acquire();
+  await flush();
+  const young = forkedBy(s.spawner.pending[0]!.succeed(), 900);
+  const session = await waiting;
+  assert.equal(session.pid, young.pid);
+  young.die({ code: 9, signal: null });
+  await flush();
+  assert.equal(await session.startedBeforeExit!('r1', 1000), undefined, 'nobody can say: the request is the suspect');
+  session.close({ unreachable: true });
+  first.close();
+  await flush();
+  s.check();
+  await shutdown(s);
+});
+
+test('a young fork of a preloader whose code never served is blamed on its version: the request it had may go elsewhere', async () => {
+  const s = setup({ minInstances: 1, maxPoolSize: 2, concurrency: 1, probationMs: 3000 });
+  const done = s.group.start();
+  await flush();
+  const h = forkedBy(s.spawner.pending[0]!.succeed(), 901);
+  await done;
+  const session = await s.group.acquire();
+  h.die({ code: 3, signal: null }); // within probation: no process of preloader 901 has passed it
+  await flush();
+  assert.equal(await session.startedBeforeExit!('r1', 1000), false);
+  session.close({ unreachable: true });
+  await flush();
   await shutdown(s);
 });
