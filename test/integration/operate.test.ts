@@ -30,45 +30,73 @@ test('status and status --json show the app, its processes and real numbers that
   }
 });
 
-test('holdfast restart after changing the app: new pids, a new generation, the new code answers, exit 0', async () => {
-  const app = new AppDir('good', 'v1');
-  const hf = await Holdfast.start(app.dir, ['--min-instances', '2']);
-  try {
-    await waitFor('two processes', () => hf.appPids.size >= 2);
-    const oldPids = (await hf.status()).groups[0]!.processes.map((p) => p.pid);
-    assert.match((await get(hf.url('/'))).body, /version v1/);
-    app.deploy('good', 'v2');
-    const r = await hf.cli(['restart']);
-    assert.equal(r.code, 0, r.stderr + r.stdout);
-    const s = await hf.status();
-    assert.equal(s.groups[0]!.generation, 2);
-    const newPids = s.groups[0]!.processes.map((p) => p.pid);
-    assert.equal(newPids.length, 2);
-    assert.ok(newPids.every((p) => !oldPids.includes(p)));
-    assert.ok(oldPids.every((p) => !pidAlive(p)));
-    assert.match((await get(hf.url('/'))).body, /version v2/);
-  } finally {
-    await stopClean(hf);
-    app.remove();
-  }
-});
-
-test('a restart into a syntax error exits non-zero with the SyntaxError, logs it, and visitors get the 503 page', async () => {
-  const app = new AppDir('good', 'v1');
-  const hf = await Holdfast.start(app.dir);
-  try {
-    app.deploy('syntax-error', 'v2');
-    const r = await hf.cli(['restart']);
-    assert.notEqual(r.code, 0);
-    assert.match(r.stdout + r.stderr, /SyntaxError/);
-    await hf.waitForLog('the SyntaxError in the log', (l) => /SyntaxError/.test(l.msg));
-    const page = await get(hf.url('/'));
-    assert.equal(page.status, 503);
-  } finally {
-    await stopClean(hf);
-    app.remove();
-  }
-});
+/** The restarts of a Node app and of a Rack app (config.ru through the Rack loader, smart-spawned). */
+for (const { kind, name, bootMs } of [
+  { kind: 'node' as const, name: 'Node app', bootMs: 15_000 },
+  { kind: 'rack' as const, name: 'Rack app', bootMs: 30_000 },
+]) {
+  test(`${name}: holdfast restart after changing the app: new pids, a new generation, the new code answers, exit 0`, async () => {
+    const app = new AppDir('good', 'v1', kind);
+    const hf = await Holdfast.start(app.dir, ['--min-instances', '2']);
+    try {
+      await waitFor('two processes', () => hf.appPids.size >= 2, bootMs);
+      const oldPids = (await hf.status()).groups[0]!.processes.map((p) => p.pid);
+      assert.match((await get(hf.url('/'))).body, /version v1/);
+      app.deploy('good', 'v2');
+      const r = await hf.cli(['restart']);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      const s = await hf.status();
+      assert.equal(s.groups[0]!.generation, 2);
+      const newPids = s.groups[0]!.processes.map((p) => p.pid);
+      assert.equal(newPids.length, 2);
+      assert.ok(newPids.every((p) => !oldPids.includes(p)));
+      assert.ok(oldPids.every((p) => !pidAlive(p)));
+      assert.match((await get(hf.url('/'))).body, /version v2/);
+    } finally {
+      await stopClean(hf);
+      app.remove();
+    }
+  });
+  test(`${name}: a restart into a syntax error exits non-zero with the SyntaxError, logs it, and visitors get the 503 page`, async () => {
+    const app = new AppDir('good', 'v1', kind);
+    const hf = await Holdfast.start(app.dir);
+    try {
+      app.deploy('syntax-error', 'v2');
+      const r = await hf.cli(['restart']);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stdout + r.stderr, /SyntaxError/);
+      await hf.waitForLog('the SyntaxError in the log', (l) => /SyntaxError/.test(l.msg));
+      const page = await get(hf.url('/'));
+      assert.equal(page.status, 503);
+    } finally {
+      await stopClean(hf);
+      app.remove();
+    }
+  });
+  test(`${name}: touching tmp/restart.txt with no traffic replaces the processes within 10 s`, async () => {
+    const app = new AppDir('good', 'v1', kind);
+    mkdirSync(join(app.dir, 'tmp'));
+    const hf = await Holdfast.start(app.dir);
+    try {
+      const [oldPid] = (await hf.status()).groups[0]!.processes.map((p) => p.pid);
+      app.deploy('good', 'v2');
+      const file = join(app.dir, 'tmp', 'restart.txt');
+      writeFileSync(file, '');
+      const t = new Date();
+      utimesSync(file, t, t);
+      await waitFor('a new generation', async () => {
+        const s = await hf.status();
+        const g = s.groups[0]!;
+        return g.generation === 2 && g.processes.length > 0 && g.processes.every((p) => p.generation === 2 && p.state === 'enabled');
+      }, 10_000, 250);
+      assert.ok(!pidAlive(oldPid!));
+      assert.match((await get(hf.url('/'))).body, /version v2/);
+    } finally {
+      await stopClean(hf);
+      app.remove();
+    }
+  });
+}
 
 function adminRequest(socketPath: string, method: string, path: string, token: string | undefined): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -103,30 +131,6 @@ test('admin requests without a token, with a wrong one, or with the read-only to
     assert.deepEqual(s.groups[0]!.processes.map((p) => p.pid), pids);
   } finally {
     await stopClean(hf);
-  }
-});
-
-test('touching tmp/restart.txt with no traffic replaces the processes within 10 s', async () => {
-  const app = new AppDir('good', 'v1');
-  mkdirSync(join(app.dir, 'tmp'));
-  const hf = await Holdfast.start(app.dir);
-  try {
-    const [oldPid] = (await hf.status()).groups[0]!.processes.map((p) => p.pid);
-    app.deploy('good', 'v2');
-    const file = join(app.dir, 'tmp', 'restart.txt');
-    writeFileSync(file, '');
-    const t = new Date();
-    utimesSync(file, t, t);
-    await waitFor('a new generation', async () => {
-      const s = await hf.status();
-      const g = s.groups[0]!;
-      return g.generation === 2 && g.processes.length > 0 && g.processes.every((p) => p.generation === 2 && p.state === 'enabled');
-    }, 10_000, 250);
-    assert.ok(!pidAlive(oldPid!));
-    assert.match((await get(hf.url('/'))).body, /version v2/);
-  } finally {
-    await stopClean(hf);
-    app.remove();
   }
 });
 
