@@ -15,8 +15,8 @@ export type Variant =
   | 'leaky'
   | 'busy'
   | 'wrong-port';
-/** A Node app (app.js) or a Rack app (config.ru) of the same variants. */
-export type AppKind = 'node' | 'rack';
+/** A Node app (app.js), a Rack app (config.ru) or a WSGI app (passenger_wsgi.py) of the same variants. */
+export type AppKind = 'node' | 'rack' | 'wsgi';
 
 const GOOD = (version: string) => `const http = require('node:http');
 http.createServer((req, res) => {
@@ -104,15 +104,61 @@ crash.call unless ENV['HOLDFAST_PRELOADER'] == '1'
   }
 }
 
+const WSGI_GOOD = (version: string) => `import os
+print('version ${version} loading')
+
+
+def application(environ, start_response):
+    body = ('version ${version} pid %d' % os.getpid()).encode()
+    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))])
+    return [body]
+`;
+
+/** The passenger_wsgi.py of a WSGI app that breaks as appSource's Node app does. */
+export function wsgiSource(variant: Variant, version: string): string {
+  switch (variant) {
+    case 'good':
+      return WSGI_GOOD(version);
+    case 'syntax-error':
+      return `print('booting ${version}')\nbroken = (\n`;
+    case 'exit-at-start':
+      return `import sys\nsys.stderr.write('FATAL: cannot connect to the database (${version})\\n')\nsys.exit(1)\n`;
+    case 'hang':
+      return `import time\nprint('waiting for something that never comes', flush=True)\ntime.sleep(3600)\n`;
+    case 'crash-after-ready':
+      return (
+        WSGI_GOOD(version) +
+        `import threading, sys\n\ndef _crash():\n    sys.stderr.write('crashing after boot\\n')\n    sys.stderr.flush()\n    os._exit(3)\n\nthreading.Timer(1.0, _crash).start()\n`
+      );
+    case 'crash-later':
+      return (
+        WSGI_GOOD(version) +
+        `import threading, sys\n\ndef _crash():\n    sys.stderr.write('crashing 5 s after listening\\n')\n    sys.stderr.flush()\n    os._exit(4)\n\nthreading.Timer(5.0, _crash).start()\n`
+      );
+    case 'answers-500':
+      return WSGI_GOOD(version).replace("start_response('200 OK',", "start_response('500 Internal Server Error',");
+    case 'poison':
+      return WSGI_GOOD(version).replace("    body = (", "    if environ.get('PATH_INFO') == '/poison':\n        os._exit(9)\n    body = (");
+    case 'leaky':
+      return WSGI_GOOD(version).replace("    body = (", "    if environ.get('PATH_INFO') == '/grow':\n        globals().setdefault('kept', []).append(b'x' * (200 * 1024 * 1024))\n    body = (");
+    case 'busy':
+      return WSGI_GOOD(version).replace("    body = (", "    import time\n    end = time.monotonic() + 0.005\n    while time.monotonic() < end:\n        pass\n    body = (");
+    case 'wrong-port':
+      throw new Error('wrong-port is for generic apps');
+  }
+}
+
+const ENTRY: Readonly<Record<AppKind, string>> = { node: 'app.js', rack: 'config.ru', wsgi: 'passenger_wsgi.py' };
+
 function entryFile(kind: AppKind): string {
-  return kind === 'rack' ? 'config.ru' : 'app.js';
+  return ENTRY[kind];
 }
 
 function sourceOf(kind: AppKind, variant: Variant, version: string): string {
-  return kind === 'rack' ? rackSource(variant, version) : appSource(variant, version);
+  return kind === 'rack' ? rackSource(variant, version) : kind === 'wsgi' ? wsgiSource(variant, version) : appSource(variant, version);
 }
 
-/** A plain app dir whose app.js (or config.ru) is replaced in place on each deploy. */
+/** A plain app dir whose app.js (or config.ru, or passenger_wsgi.py) is replaced in place on each deploy. */
 export class AppDir {
   readonly dir = mkdtempSync(join(tmpdir(), 'hf-app-'));
 
@@ -159,7 +205,7 @@ export class ReleasesLayout {
   }
 }
 
-/** The releases layout of the Node or Rack app of appSource / rackSource. */
+/** The releases layout of the Node, Rack or WSGI app of appSource / rackSource / wsgiSource. */
 export class ReleasesDir extends ReleasesLayout {
   constructor(variant: Variant = 'good', version = 'v1', readonly kind: AppKind = 'node') {
     super(mkdtempSync(join(tmpdir(), 'hf-cap-')));

@@ -1,6 +1,6 @@
 // Rolling restarts and deployment error resistance (issue 5), with a load generator running
-// throughout, on a Node app and on a Rack app (a config.ru served through the Rack loader,
-// smart-spawned): every case holds for both.
+// throughout, on a Node app, a Rack app (a config.ru served through the Rack loader, smart-spawned)
+// and a WSGI app (passenger_wsgi.py through the WSGI loader): every case holds for each.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -9,6 +9,7 @@ import { AppDir, ReleasesDir } from '../helpers/apps';
 import type { AppKind, Variant } from '../helpers/apps';
 import { Holdfast, get, pidAlive, waitFor, stopClean } from '../helpers/holdfast';
 import { runLoad } from '../helpers/load';
+import { SYSTEM_PYTHON } from '../helpers/wsgi-apps';
 import { goodRollingDeploy, underLoad } from '../helpers/deploy';
 
 const RESIST = ['--rolling-restarts', '--resist-deployment-errors'];
@@ -21,15 +22,19 @@ interface Kind {
   /** How long the first processes may take to boot (Ruby boots slower than Node). */
   bootMs: number;
   /**
-   * Connections for the broken-deploy loads. Rack processes serve one request at a time, so load
-   * grows the pool on demand; 4 connections keep it below max_pool_size.
+   * Connections for the broken-deploy loads. Rack and WSGI processes serve one request at a time,
+   * so load grows the pool on demand; 4 connections keep it below max_pool_size.
    */
   connections: number;
+  /** What every start of this kind adds (the interpreter). */
+  args: string[];
 }
 
 const KINDS: Kind[] = [
-  { kind: 'node', name: 'a Node app', entry: 'app.js', bootMs: 15_000, connections: 8 },
-  { kind: 'rack', name: 'a Rack app', entry: 'config.ru', bootMs: 30_000, connections: 4 },
+  { kind: 'node', name: 'a Node app', entry: 'app.js', bootMs: 15_000, connections: 8, args: [] },
+  { kind: 'rack', name: 'a Rack app', entry: 'config.ru', bootMs: 30_000, connections: 4, args: [] },
+  // Debian's python has what the loader needs; the first python3 on PATH may not.
+  { kind: 'wsgi', name: 'a WSGI app', entry: 'passenger_wsgi.py', bootMs: 15_000, connections: 4, args: ['--python', SYSTEM_PYTHON] },
 ];
 
 const BROKEN: Array<[Variant, string[], RegExp]> = [
@@ -39,11 +44,11 @@ const BROKEN: Array<[Variant, string[], RegExp]> = [
   ['crash-after-ready', ['--probation-time', '3'], /crashing after boot|code 3/],
 ];
 
-for (const { kind, name, entry, bootMs, connections } of KINDS) {
+for (const { kind, name, entry, bootMs, connections, args } of KINDS) {
   test(`a good rolling deploy of ${name} (3 processes, 16 connections) replaces every process with 0 failed requests`, async () => {
     const app = new AppDir('good', 'v1', kind);
     // max_pool_size 3: a Rack process serves one request at a time, so 16 connections would grow the pool.
-    const hf = await Holdfast.start(app.dir, ['--min-instances', '3', '--max-pool-size', '3', ...RESIST]);
+    const hf = await Holdfast.start(app.dir, [...args, '--min-instances', '3', '--max-pool-size', '3', ...RESIST]);
     try {
       await waitFor('three processes', () => hf.appPids.size >= 3, bootMs);
       const load = await goodRollingDeploy(hf, app, 'v2');
@@ -58,7 +63,7 @@ for (const { kind, name, entry, bootMs, connections } of KINDS) {
   for (const [variant, extra, evidence] of BROKEN) {
     test(`a broken deploy (${variant}) of ${name} under load fails no request, keeps the old processes serving and enters resistance`, async () => {
       const app = new AppDir('good', 'v1', kind);
-      const hf = await Holdfast.start(app.dir, ['--min-instances', '2', ...RESIST, ...extra]);
+      const hf = await Holdfast.start(app.dir, [...args, '--min-instances', '2', ...RESIST, ...extra]);
       try {
         await waitFor('two processes', () => hf.appPids.size >= 2, bootMs);
         let before: number[] = [];
@@ -88,7 +93,7 @@ for (const { kind, name, entry, bootMs, connections } of KINDS) {
 
   test(`while resisting, a traffic spike on ${name} spawns nothing and processes idle past pool_idle_time stay`, async () => {
     const app = new AppDir('good', 'v1', kind);
-    const hf = await Holdfast.start(app.dir, ['--min-instances', '2', '--max-pool-size', '4', '--pool-idle-time', '1', ...RESIST]);
+    const hf = await Holdfast.start(app.dir, [...args, '--min-instances', '2', '--max-pool-size', '4', '--pool-idle-time', '1', ...RESIST]);
     try {
       await waitFor('two processes', () => hf.appPids.size >= 2, bootMs);
       app.deploy('syntax-error', 'v2');
@@ -109,7 +114,7 @@ for (const { kind, name, entry, bootMs, connections } of KINDS) {
   test(`while resisting, a process of ${name} past memory_limit is still stopped and not replaced`, async () => {
     // v1 keeps 200 MB on /grow (Ruby starts at ~15 MB, Node at ~45); v2 is broken.
     const app = new AppDir('leaky', 'v1', kind);
-    const hf = await Holdfast.start(app.dir, ['--min-instances', '2', '--memory-limit', '150', ...RESIST]);
+    const hf = await Holdfast.start(app.dir, [...args, '--min-instances', '2', '--memory-limit', '150', ...RESIST]);
     try {
       await waitFor('two processes', () => hf.appPids.size >= 2, bootMs);
       app.deploy('syntax-error', 'v2');
@@ -133,7 +138,7 @@ for (const { kind, name, entry, bootMs, connections } of KINDS) {
   test(`a spawn failure of ${name} on demand (broken code on disk, no restart, traffic spike) enters resistance with 0 failed requests`, async () => {
     // v1 burns ~5 ms of CPU per request, so a spike keeps its process busy and asks for more.
     const app = new AppDir('busy', 'v1', kind);
-    const hf = await Holdfast.start(app.dir, ['--min-instances', '1', '--max-pool-size', '3', ...direct, ...RESIST]);
+    const hf = await Holdfast.start(app.dir, [...args, '--min-instances', '1', '--max-pool-size', '3', ...direct, ...RESIST]);
     try {
       app.deploy('syntax-error', 'v2'); // on disk, no restart
       const load = await runLoad({ url: hf.url('/'), connections: 32, durationMs: 6000 });
@@ -152,7 +157,7 @@ for (const { kind, name, entry, bootMs, connections } of KINDS) {
 
   test(`a fixed deploy of ${name} and restart clears the flag and the new version serves; resume clears it without a restart`, async () => {
     const app = new AppDir('good', 'v1', kind);
-    const hf = await Holdfast.start(app.dir, ['--min-instances', '2', ...RESIST]);
+    const hf = await Holdfast.start(app.dir, [...args, '--min-instances', '2', ...RESIST]);
     try {
       await waitFor('two processes', () => hf.appPids.size >= 2, bootMs);
       app.deploy('exit-at-start', 'v2');
@@ -178,7 +183,7 @@ for (const { kind, name, entry, bootMs, connections } of KINDS) {
 
   test(`Capistrano layout, ${name}: while resisting a broken release, kill -9 of an old process is replaced from the old release and answers with the old version`, async () => {
     const rel = new ReleasesDir('good', 'v1', kind);
-    const hf = await Holdfast.start(rel.current, ['--min-instances', '2', ...RESIST]);
+    const hf = await Holdfast.start(rel.current, [...args, '--min-instances', '2', ...RESIST]);
     try {
       await waitFor('two processes', () => hf.appPids.size >= 2, bootMs);
       rel.deploy('syntax-error', 'v2');
@@ -203,7 +208,7 @@ for (const { kind, name, entry, bootMs, connections } of KINDS) {
 
   test(`without resistance and without rolling restarts, a broken deploy of ${name} gives visitors the error page`, async () => {
     const app = new AppDir('good', 'v1', kind);
-    const hf = await Holdfast.start(app.dir);
+    const hf = await Holdfast.start(app.dir, args);
     try {
       app.deploy('exit-at-start', 'v2');
       assert.notEqual((await hf.cli(['restart'])).code, 0);

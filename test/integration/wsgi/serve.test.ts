@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Holdfast, get, runCli, stopClean } from '../../helpers/holdfast';
 import { fixtureApp } from '../../helpers/paths';
-import { SYSTEM_PYTHON, wsgiSource } from '../../helpers/wsgi-apps';
+import { wsgiSource } from '../../helpers/apps';
+import { SYSTEM_PYTHON } from '../../helpers/wsgi-apps';
 
 interface Answer {
   status: number;
