@@ -341,6 +341,9 @@ function goalLines(reports: readonly AppReport[], servers: AppServerReport, fail
     const h = c.fronts['holdfast']!;
     check(h.ratio >= goal && h.timeouts === 0, `${text}: holdfast ${fixed(h.ratio, 2)} x ${name}, ${h.timeouts} timeouts (goal >= ${goal}, no timeouts)`);
     const passenger = c.fronts['passenger'];
+    const nginx = c.fronts['nginx'];
+    // What the best-known reverse proxy makes of the same single-worker servers, for scale (no goal).
+    if (nginx !== undefined) say(`      nginx in front of the same 2 processes: ${fixed(nginx.ratio, 2)} x ${name}; holdfast ${fixed(h.ratio, 2)}`);
     if (c === servers.rack || c === servers.wsgi) {
       check(passenger === undefined ? undefined : h.requestsPerSec > passenger.requestsPerSec, `${text}: holdfast ${fixed(h.requestsPerSec, 0)} req/s vs Passenger ${fixed(passenger?.requestsPerSec ?? NaN, 0)} (goal: ahead)`);
     }

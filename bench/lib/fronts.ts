@@ -253,6 +253,25 @@ export function findNginx(log: (line: string) => void): NginxBinary | { skipped:
 
 export async function startNginx(resources: Resources, nginx: NginxBinary, app: string): Promise<Front> {
   const upstreams = [await startNodeApp(resources, app), await startNodeApp(resources, app)];
+  const front = await startNginxOver(resources, nginx, upstreams.map((u) => u.port));
+  return {
+    name: 'nginx',
+    label: `nginx ${nginx.version}, keep-alive upstream`,
+    port: front.port,
+    url: (p) => urlOf(front.port, p),
+    cpuParties: () => ({ front: [front.pid], apps: upstreams.map((u) => u.child.pid!) }),
+    stop: async () => {
+      await front.stop();
+      await Promise.all(upstreams.map((u) => resources.stop(u.child)));
+    },
+  };
+}
+
+/**
+ * nginx (one worker unless BENCH_NGINX_WORKERS, keep-alive upstream, least_conn) in front of
+ * servers listening on 127.0.0.1 ports: the best-known reverse proxy, as a baseline for holdfast's.
+ */
+export async function startNginxOver(resources: Resources, nginx: NginxBinary, upstreamPorts: readonly number[]): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const dir = resources.tempDir('hf-bench-nginx-');
   const port = await freePort();
   const workers = Number(process.env.BENCH_NGINX_WORKERS) || 1;
@@ -273,7 +292,8 @@ http {
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
   upstream app {
-${upstreams.map((u) => `    server 127.0.0.1:${u.port};`).join('\n')}
+    least_conn;
+${upstreamPorts.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
     keepalive 64;
   }
   server {
@@ -290,14 +310,11 @@ ${upstreams.map((u) => `    server 127.0.0.1:${u.port};`).join('\n')}
   const child = resources.spawn(nginx.path, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: ['ignore', 'ignore', 'inherit'] });
   await waitForHttp(urlOf(port), START_TIMEOUT_MS, child);
   return {
-    name: 'nginx',
-    label: `nginx ${nginx.version}, keep-alive upstream`,
     port,
-    url: (p) => urlOf(port, p),
-    cpuParties: () => ({ front: [child.pid!], apps: upstreams.map((u) => u.child.pid!) }),
+    // nginx's master and its worker: the worker does the work.
+    pid: child.pid!,
     stop: async () => {
       await resources.stop(child, 'SIGTERM');
-      await Promise.all(upstreams.map((u) => resources.stop(u.child)));
       resources.removeDir(dir);
     },
   };

@@ -6,7 +6,8 @@
 //   Passenger Standalone (builtin engine);
 // - wsgi: holdfast's WSGI loader vs `gunicorn -w 2` (sync workers) and Passenger;
 // - single-threaded servers behind holdfast's generic path (`app_start_command`, `--concurrency 1`,
-//   2 processes): `puma -t 1:1` vs `puma -w 2 -t 1:1`, and `gunicorn -w 1` (sync) vs `gunicorn -w 2`.
+//   2 processes): `puma -t 1:1` vs `puma -w 2 -t 1:1`, and `gunicorn -w 1` (sync) vs `gunicorn -w 2`,
+//   with nginx in front of the same two single-worker servers alongside, for scale.
 //
 // What is missing is installed from Debian (puma, gunicorn, passenger) when apt-get can; otherwise
 // that front is skipped and the output says why.
@@ -16,7 +17,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { CpuMeter, type CpuParties } from './cpu';
 import { aptInstall, which, type LoadGenerator } from './load';
-import { launchHoldfast } from './fronts';
+import { findNginx, launchHoldfast, startNginxOver } from './fronts';
 import { APPS_DIR, childrenOf, freePort, type Resources, sleep, waitForHttp } from './processes';
 import { fixed, median, table } from './stats';
 
@@ -117,6 +118,39 @@ async function startServer(
     cpuParties: () => ({ front: [], apps: descendantsOf(child.pid!) }),
     stop: () => resources.stop(child, 'SIGTERM', spec.graceMs ?? 10_000),
   };
+}
+
+/**
+ * nginx in front of two single-worker servers (the ones holdfast's generic path runs): what the
+ * best-known reverse proxy makes of the same processes, in the same rounds.
+ */
+async function startNginxOverTwo(resources: Resources, say: (line: string) => void, name: string, label: string, server: (port: number) => { command: string; args: string[]; cwd: string }): Promise<ServerFront | string> {
+  const found = findNginx(say);
+  if (!('path' in found)) return `nginx: ${found.skipped}`;
+  const upstreams: Array<{ port: number; child: ChildProcess }> = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const port = await freePort();
+      const spec = server(port);
+      const child = resources.spawn(spec.command, spec.args, { cwd: spec.cwd, stdio: ['ignore', 'ignore', 'inherit'] });
+      upstreams.push({ port, child });
+      await waitForHttp(urlOf(port), START_TIMEOUT_MS, child);
+    }
+    const front = await startNginxOver(resources, found, upstreams.map((u) => u.port));
+    return {
+      name,
+      label: `${label} (nginx ${found.version}, least_conn, keep-alive upstream)`,
+      url: (p) => urlOf(front.port, p),
+      cpuParties: () => ({ front: [front.pid], apps: upstreams.flatMap((u) => descendantsOf(u.child.pid!)) }),
+      stop: async () => {
+        await front.stop();
+        await Promise.all(upstreams.map((u) => resources.stop(u.child, 'SIGTERM', 10_000)));
+      },
+    };
+  } catch (error) {
+    await Promise.all(upstreams.map((u) => resources.stop(u.child, 'SIGTERM', 10_000)));
+    throw error;
+  }
 }
 
 export async function startPuma(resources: Resources, appDir: string, say: (line: string) => void): Promise<ServerFront | string> {
@@ -300,6 +334,10 @@ export async function benchAppServers(resources: Resources, loadgen: LoadGenerat
             ? startHoldfastOn(resources, rackDir, ['--min-instances', '2', '--max-pool-size', '2', '--concurrency', '1', '--app-start-command', `${puma} -t 1:1 -e production -b tcp://127.0.0.1:$PORT config.ru`], 2, 'holdfast', 'holdfast generic, 2 x puma -t 1:1')
             : Promise.resolve('puma is not installed'),
         () => startPuma(resources, rackDir, say),
+        () =>
+          puma
+            ? startNginxOverTwo(resources, say, 'nginx', 'nginx, 2 x puma -t 1:1', (port) => ({ command: puma, args: ['-t', '1:1', '-e', 'production', '-b', `tcp://127.0.0.1:${port}`, 'config.ru'], cwd: rackDir }))
+            : Promise.resolve('puma is not installed'),
       ],
       loadgen,
       settings,
@@ -324,6 +362,14 @@ export async function benchAppServers(resources: Resources, loadgen: LoadGenerat
               )
             : Promise.resolve('gunicorn is not installed'),
         () => startGunicorn(resources, wsgiDir, say),
+        () =>
+          gunicorn
+            ? startNginxOverTwo(resources, say, 'nginx', 'nginx, 2 x gunicorn -w 1 (sync)', (port) => ({
+                command: SYSTEM_PYTHON,
+                args: ['-m', 'gunicorn', '-w', '1', '-b', `127.0.0.1:${port}`, '--log-level', 'warning', 'passenger_wsgi:application'],
+                cwd: wsgiDir,
+              }))
+            : Promise.resolve('gunicorn is not installed'),
       ],
       loadgen,
       settings,
