@@ -205,6 +205,25 @@ test('a Rack app that cannot boot is a spawn error holding the exception class, 
   }
 });
 
+test('in development, the error page of a Rack app that cannot boot shows the exception class, message and backtrace', async () => {
+  const app = new AppDir('good', 'v1', 'rack');
+  const hf = await Holdfast.start(app.dir, ['--environment', 'development']);
+  try {
+    app.deploy('syntax-error', 'v2');
+    assert.notEqual((await hf.cli(['restart', '--no-rolling'])).code, 0);
+    const page = await get(hf.url('/'));
+    assert.equal(page.status, 503);
+    assert.match(page.body, /Error while loading the app \(SyntaxError\)/);
+    assert.match(page.body, /config\.ru:2/);
+    assert.match(page.body, /in `load_app/, 'the backtrace');
+    const json = await get(hf.url('/'), { accept: 'application/json' });
+    assert.match(json.body, /"output":\[[^\]]*SyntaxError/);
+  } finally {
+    await stopClean(hf);
+    app.remove();
+  }
+});
+
 test('a startup_file that does not fit the app type is refused up front with a one-line hint', async () => {
   const app = new AppDir('good', 'v1', 'rack');
   const registry = mkdtempSync(join(tmpdir(), 'hf-reg-'));
