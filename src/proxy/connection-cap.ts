@@ -68,6 +68,8 @@ export interface ConnectionCap {
   handedOff(socket: Socket): void;
   /** It came back from the app process (or went through the proxy after all). */
   takenBack(socket: Socket): void;
+  /** A request began on it (Node's server reports its own): busy until `res` closes. */
+  requestBegan(socket: Socket, res: { once(event: 'close', listener: () => void): unknown }): void;
   /** Idle connections closed to make room, and connections refused with none idle. */
   counts(): { reclaimed: number; refused: number };
   /** Stops the sweep of silent connections. */
@@ -132,17 +134,16 @@ export function installConnectionCap(server: Server, cap: CapDecision, logger: L
     for (const listener of listeners) listener.call(server, socket);
   });
 
-  const onResponseClose = function (this: ServerResponse): void {
-    const t = tracked.get(this.req.socket as Socket);
-    if (t && t.active > 0) t.active--;
-  };
-  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    const t = tracked.get(req.socket as Socket);
+  const requestBegan = (socket: Socket, res: { once(event: 'close', listener: () => void): unknown }): void => {
+    const t = tracked.get(socket);
     if (t === undefined) return;
     t.active++;
     t.silentSince = 0;
-    res.once('close', onResponseClose);
+    res.once('close', () => {
+      if (t.active > 0) t.active--;
+    });
   };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => requestBegan(req.socket as Socket, res);
   server.prependListener('request', onRequest);
   server.prependListener('checkContinue', onRequest);
   server.prependListener('upgrade', (req: IncomingMessage) => {
@@ -177,6 +178,7 @@ export function installConnectionCap(server: Server, cap: CapDecision, logger: L
         t.silentSince = performance.now();
       }
     },
+    requestBegan,
     close: () => clearInterval(sweep),
     counts: () => ({ reclaimed, refused }),
   };

@@ -2,12 +2,12 @@
 // (upstream-client.ts): the response is written to the visitor as it arrives, with back-pressure
 // both ways.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Session } from '../core/leases';
 import type { BufferedBody } from './request-buffer';
 import { visitorResponseHeaders } from './headers';
 import type { UpstreamPools } from './upstream-pools';
+import type { VisitorRequest, VisitorResponse } from './visitor';
 import { UPSTREAM_CLOSED, UPSTREAM_CONNECT_TIMEOUT, type ExchangeHandler } from './upstream-client';
 
 export type AttemptOutcome =
@@ -56,7 +56,7 @@ export function isUnreachable(error: unknown): boolean {
  * mid-upload; destroying the visitor's request would destroy the visitor's connection too, and
  * with it the chance to answer 502.
  */
-function detachableBody(req: IncomingMessage): Readable {
+function detachableBody(req: VisitorRequest): Readable {
   const onData = (chunk: Buffer): void => {
     if (!body.push(chunk)) req.pause();
   };
@@ -101,8 +101,8 @@ export interface AttemptContext {
 
 /** The visitor's side of an attempt: one per request, kept across a retry. */
 export interface AttemptRequest {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly req: VisitorRequest;
+  readonly res: VisitorResponse;
   readonly requestId: string;
   readonly upstreamHeaders: string[];
   readonly hasBody: boolean;

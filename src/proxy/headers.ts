@@ -2,7 +2,7 @@
 // (RFC 9110 §7.6.1), X-Forwarded-* and the request id come in.
 
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { VisitorRequest } from './visitor';
 
 /** Headers that describe one connection, never the message; removed in both directions. */
 const HOP_BY_HOP = new Set([
@@ -66,7 +66,7 @@ export function requestIdFor(incoming: string | string[] | undefined): string {
   return value !== undefined && REQUEST_ID_PATTERN.test(value) ? value : randomUUID();
 }
 
-function clientAddress(req: IncomingMessage): string | undefined {
+function clientAddress(req: VisitorRequest): string | undefined {
   const address = req.socket.remoteAddress;
   // An IPv4 visitor on a dual-stack socket shows up as ::ffff:1.2.3.4; apps expect 1.2.3.4.
   return address?.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
@@ -85,7 +85,7 @@ export interface UpstreamHeadersOptions {
  * unless a load balancer in front already set them (it knows the original scheme and host; the
  * app decides which proxies it trusts, as with the X-Forwarded-For chain), the request id set.
  */
-export function upstreamRequestHeaders(req: IncomingMessage, options: UpstreamHeadersOptions): string[] {
+export function upstreamRequestHeaders(req: VisitorRequest, options: UpstreamHeadersOptions): string[] {
   const raw = req.rawHeaders;
   const connection: string[] = [];
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === 'connection') connection.push(raw[i + 1]!);
@@ -126,7 +126,8 @@ export function upstreamRequestHeaders(req: IncomingMessage, options: UpstreamHe
   if (address !== undefined) forwardedFor.push(address);
   if (forwardedFor.length > 0) out.push('X-Forwarded-For', forwardedFor.join(', '));
   if (!sawProto) out.push('X-Forwarded-Proto', 'encrypted' in req.socket && req.socket.encrypted ? 'https' : 'http');
-  if (!sawForwardedHost && req.headers.host !== undefined) out.push('X-Forwarded-Host', req.headers.host);
+  const host = req.headers.host;
+  if (!sawForwardedHost && typeof host === 'string') out.push('X-Forwarded-Host', host);
   out.push(options.requestIdHeader, options.requestId);
   if (options.upgrade) out.push('Connection', 'Upgrade');
   return out;
@@ -170,7 +171,7 @@ export function visitorResponseHeaders(
 }
 
 /** Whether the request carries a body (RFC 9112 §6.3: Content-Length or Transfer-Encoding). */
-export function hasRequestBody(req: IncomingMessage): boolean {
+export function hasRequestBody(req: VisitorRequest): boolean {
   const length = req.headers['content-length'];
   if (length !== undefined) return length !== '0';
   return req.headers['transfer-encoding'] !== undefined;

@@ -24,6 +24,8 @@ import { RequestBuffers, withContentLength, type BufferedBody, type RequestBuffe
 import type { StaticFiles } from './static-files';
 import { forwardUpgrade } from './upgrade';
 import { describeTarget, UpstreamPools } from './upstream-pools';
+import { FastLane, type FastRequest, type FastResponse } from './fast-lane';
+import type { VisitorRequest, VisitorResponse } from './visitor';
 
 export interface ProxyOptions {
   sessions: SessionSource;
@@ -59,6 +61,8 @@ export interface ProxyOptions {
   maxRequestTimeMs?: number;
   /** The cap on visitor connections (connection-cap.ts: connectionCap()); none when absent. */
   connectionCap?: CapDecision;
+  /** Plain requests without a body through the fast lane (fast-lane.ts); default true. false: Node's server reads every request (tests compare the two). */
+  fastLane?: boolean;
 }
 
 export interface Proxy {
@@ -156,7 +160,7 @@ export function createProxy(options: ProxyOptions): Proxy {
   let onIdle: (() => void) | null = null;
   const upgraded = new Set<Duplex>();
   // The exchange whose response currently owns each visitor connection, for clientError.
-  const responses = new WeakMap<Socket, ServerResponse>();
+  const responses = new WeakMap<Socket, VisitorResponse>();
 
   const runtime: ProxyRuntime = {
     sessions: options.sessions,
@@ -179,6 +183,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     }
     if (closingStarted) {
       server.closeIdleConnections();
+      lane?.closeIdle();
       if (inFlight === 0) onIdle?.();
     }
   };
@@ -192,7 +197,8 @@ export function createProxy(options: ProxyOptions): Proxy {
 
   const sendErrorPage = (ex: Exchange, error: unknown, how?: { quiet: boolean }): void => {
     const { req, res } = ex;
-    const page = failurePage(runtime, error, { method: req.method, url: req.url, requestId: ex.requestId, accept: req.headers.accept }, how);
+    const accept = req.headers.accept;
+    const page = failurePage(runtime, error, { method: req.method, url: req.url, requestId: ex.requestId, accept: typeof accept === 'string' ? accept : undefined }, how);
     if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
@@ -365,13 +371,13 @@ export function createProxy(options: ProxyOptions): Proxy {
     if (open === undefined) return;
     for (const ex of open.slice()) markGone(ex);
   };
-  const onRequestError = function (this: IncomingMessage & WithExchange, error: Error): void {
+  const onRequestError = function (this: VisitorRequest & WithExchange, error: Error): void {
     logger.debug({ err: error, request_id: this[EXCHANGE]?.requestId, event: 'visitor_request_stream_failed' }, 'visitor request stream failed');
   };
-  const onResponseError = function (this: ServerResponse & WithExchange, error: Error): void {
+  const onResponseError = function (this: VisitorResponse & WithExchange, error: Error): void {
     logger.debug({ err: error, request_id: this[EXCHANGE]?.requestId, event: 'visitor_response_stream_failed' }, 'visitor response stream failed');
   };
-  const onResponseClose = function (this: ServerResponse & WithExchange): void {
+  const onResponseClose = function (this: VisitorResponse & WithExchange): void {
     const ex = this[EXCHANGE]!;
     markGone(ex);
     const socket = ex.req.socket;
@@ -417,8 +423,11 @@ export function createProxy(options: ProxyOptions): Proxy {
     res.end(req.method === 'HEAD' ? undefined : body);
   };
 
+  const isReadiness = (method: string | undefined, url: string | undefined): boolean =>
+    readiness !== undefined && url === readiness.path && (method === 'GET' || method === 'HEAD');
+
   const onRequest = (req: IncomingMessage & WithExchange, res: ServerResponse & WithExchange, expectContinue: boolean): void => {
-    if (readiness !== undefined && req.url === readiness.path && (req.method === 'GET' || req.method === 'HEAD')) {
+    if (isReadiness(req.method, req.url)) {
       req.resume();
       answerReadiness(req, res);
       return;
@@ -435,6 +444,11 @@ export function createProxy(options: ProxyOptions): Proxy {
       res.once('close', () => end(res.writableFinished ? res.statusCode : VISITOR_GONE_STATUS, startedMs, null));
       return;
     }
+    serve(req, res, expectContinue);
+  };
+
+  /** A request for an app process, from Node's server or the fast lane. */
+  const serve = (req: VisitorRequest & WithExchange, res: VisitorResponse & WithExchange, expectContinue: boolean): void => {
     begin();
     // This connection came through the proxy while no process could take it (start, probation, a
     // queue); now one can: close it after this answer, and the visitor's next connection is handed off.
@@ -485,7 +499,9 @@ export function createProxy(options: ProxyOptions): Proxy {
 
   // Request buffering: the whole body first, then a session.
   const bufferThenAttempt = (ex: Exchange, from: RequestBuffers): void => {
-    const { req, res } = ex;
+    const res = ex.res;
+    // Only Node's server reads requests with a body (the fast lane takes none).
+    const req = ex.req as unknown as IncomingMessage;
     if (from.tooLarge(req)) {
       tooLarge(ex);
       release(ex);
@@ -524,10 +540,11 @@ export function createProxy(options: ProxyOptions): Proxy {
     ex.res.end(body);
   };
 
+  const keepAliveTimeoutMs = options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS;
   const server = http.createServer({
     headersTimeout: headersTimeoutMs,
     requestTimeout: requestTimeoutMs,
-    keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+    keepAliveTimeout: keepAliveTimeoutMs,
     // Node looks for expired headers/request timers this often (30 s by default, too coarse).
     connectionsCheckingInterval: Math.max(25, Math.min(1_000, Math.floor(Math.min(headersTimeoutMs, requestTimeoutMs || Infinity) / 4))),
   });
@@ -569,6 +586,29 @@ export function createProxy(options: ProxyOptions): Proxy {
     if (server.listening) logger.error({ err: error, event: 'server_error' }, 'public server error');
   });
   let cap: ConnectionCap | undefined;
+  // Connections come to the fast lane first; it gives Node's server those it does not serve.
+  let lane: FastLane | undefined;
+  if (options.fastLane !== false) {
+    const [nodeListener, ...others] = server.listeners('connection') as Array<(socket: Socket) => void>;
+    if (!nodeListener || others.length > 0) throw new Error('createProxy: expected exactly the HTTP server connection listener');
+    server.removeAllListeners('connection');
+    const staticFiles = options.staticFiles;
+    const fast = new FastLane({
+      toNode: (socket) => nodeListener.call(server, socket),
+      onRequest: (req: FastRequest, res: FastResponse) => {
+        cap?.requestBegan(req.socket, res);
+        serve(req, res, false);
+      },
+      answeredHere: (method, url) =>
+        isReadiness(method, url) || (staticFiles !== undefined && (method === 'GET' || method === 'HEAD') && staticFiles.lookup(url).kind !== 'app'),
+      requestIdHeader,
+      keepAliveTimeoutMs,
+      closing: () => closingStarted,
+      onBug: (error) => logger.error({ err: error, event: 'fast_lane_failed' }, 'the fast lane failed on a request; its connection was closed'),
+    });
+    lane = fast;
+    server.on('connection', (socket: Socket) => fast.accept(socket));
+  }
   if (options.connections) {
     installHandoff(server, options.connections, {
       closing: () => closingStarted,
@@ -622,8 +662,10 @@ export function createProxy(options: ProxyOptions): Proxy {
       cap?.close();
       const serverClosed = server.listening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
       server.closeIdleConnections();
+      lane?.closeIdle();
       await waitIdle(graceMs);
       server.closeAllConnections();
+      lane?.destroyAll();
       for (const socket of upgraded) socket.destroy();
       await pools.destroy();
       await waitIdle(SETTLE_AFTER_DESTROY_MS);
