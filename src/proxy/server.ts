@@ -600,7 +600,7 @@ export function createProxy(options: ProxyOptions): Proxy {
         serve(req, res, false);
       },
       answeredHere: (method, url) =>
-        isReadiness(method, url) || (staticFiles !== undefined && (method === 'GET' || method === 'HEAD') && staticFiles.lookup(url).kind !== 'app'),
+        isReadiness(method, url) || staticFiles?.claim(method, url) !== undefined,
       requestIdHeader,
       keepAliveTimeoutMs,
       closing: () => closingStarted,

@@ -161,15 +161,21 @@ export class StaticFiles {
     return { kind: 'file', file: real, urlPath: decoded };
   }
 
+  /** What holdfast answers itself for this request (a file, or a refused path); undefined when the app answers it. */
+  claim(method: string | undefined, url: string | undefined): Exclude<Lookup, { kind: 'app' }> | undefined {
+    if ((method !== 'GET' && method !== 'HEAD') || url === undefined) return undefined;
+    const found = this.lookup(url);
+    return found.kind === 'app' ? undefined : found;
+  }
+
   /**
    * Answers the request when it is for a file under the root, or a refused path; false when the app
    * should answer it (another method, no such file, no root).
    */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
     const method = req.method;
-    if ((method !== 'GET' && method !== 'HEAD') || req.url === undefined) return false;
-    const found = this.lookup(req.url);
-    if (found.kind === 'app') return false;
+    const found = this.claim(method, req.url);
+    if (found === undefined) return false;
     // A GET/HEAD body (rare, meaningless) is read and dropped, so the connection can go on.
     req.resume();
     const head = method === 'HEAD';
