@@ -14,6 +14,18 @@ const MAX_HANDS = 3;
 const BOUNCE_MS = 1000;
 
 /**
+ * Takes the server's one 'connection' listener off it and returns it (bound), for a layer in front
+ * that gives it the connections it should serve. `who` names that layer in the error for a server
+ * wired otherwise (a bug).
+ */
+export function takeConnectionListener(server: Server, who: string): (socket: Socket) => void {
+  const [listener, ...others] = server.listeners('connection') as Array<(socket: Socket) => void>;
+  if (!listener || others.length > 0) throw new Error(`${who}: expected exactly the HTTP server connection listener`);
+  server.removeAllListeners('connection');
+  return (socket) => listener.call(server, socket);
+}
+
+/**
  * Makes `server` (the proxy's HTTP server, not yet listening) hand connections off. `closing()`
  * true: a connection given back is closed, at rest, instead of routed again.
  */
@@ -29,14 +41,12 @@ export function installHandoff(
     handed?(socket: Socket, away: boolean): void;
   },
 ): void {
-  const [proxyListener, ...others] = server.listeners('connection') as Array<(socket: Socket) => void>;
-  if (!proxyListener || others.length > 0) throw new Error('installHandoff: expected exactly the HTTP server connection listener');
-  server.removeAllListeners('connection');
+  const proxyListener = takeConnectionListener(server, 'installHandoff');
   // Accepted sockets do not start reading: the first byte must be read by whoever serves them.
   (server as Server & { pauseOnConnect: boolean }).pauseOnConnect = true;
 
   const toProxy = (socket: Socket): void => {
-    proxyListener.call(server, socket);
+    proxyListener(socket);
     socket.resume();
   };
 

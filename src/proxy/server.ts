@@ -18,7 +18,7 @@ import { hasRequestBody, requestIdFor, upstreamRequestHeaders } from './headers'
 import { writeRawResponse } from './raw-response';
 import { failurePage, pathOf as pathOnly, type ProxyRuntime } from './runtime';
 import { installConnectionCap, type CapDecision, type ConnectionCap } from './connection-cap';
-import { installHandoff } from './handoff';
+import { installHandoff, takeConnectionListener } from './handoff';
 import { BurstLog } from './burst-log';
 import { RequestBuffers, withContentLength, type BufferedBody, type RequestBufferingSettings } from './request-buffer';
 import type { StaticFiles } from './static-files';
@@ -589,12 +589,9 @@ export function createProxy(options: ProxyOptions): Proxy {
   // Connections come to the fast lane first; it gives Node's server those it does not serve.
   let lane: FastLane | undefined;
   if (options.fastLane !== false) {
-    const [nodeListener, ...others] = server.listeners('connection') as Array<(socket: Socket) => void>;
-    if (!nodeListener || others.length > 0) throw new Error('createProxy: expected exactly the HTTP server connection listener');
-    server.removeAllListeners('connection');
     const staticFiles = options.staticFiles;
     const fast = new FastLane({
-      toNode: (socket) => nodeListener.call(server, socket),
+      toNode: takeConnectionListener(server, 'the fast lane'),
       onRequest: (req: FastRequest, res: FastResponse) => {
         cap?.requestBegan(req.socket, res);
         serve(req, res, false);
