@@ -9,7 +9,7 @@
 // http.Server, which serves it from then on with every check and error answer it has. So the lane
 // only ever changes how fast a request is served, never how it is answered.
 
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Socket } from 'node:net';
 import type { VisitorHeaders, VisitorRequest, VisitorResponse } from './visitor';
 
@@ -151,12 +151,6 @@ const CRLF = '\r\n';
 const COPY_WITH_HEAD_BYTES = 16 * 1024;
 const LAST_CHUNK = '0\r\n\r\n';
 
-/** Node's checks on what is written in a head: a bad app header must not split the response. */
-function checkHeader(name: string, value: string): void {
-  if (!TOKEN.test(name)) throw Object.assign(new TypeError(`invalid response header name "${name}"`), { code: 'ERR_INVALID_HTTP_TOKEN' });
-  if (!FIELD_VALUE.test(value)) throw Object.assign(new TypeError(`invalid character in the "${name}" response header`), { code: 'ERR_INVALID_CHAR' });
-}
-
 /** The answer to a FastRequest, written straight onto the visitor's socket. */
 export class FastResponse implements VisitorResponse {
   statusCode = 200;
@@ -214,7 +208,9 @@ export class FastResponse implements VisitorResponse {
           date = true;
           break;
       }
-      checkHeader(name, value);
+      // Node's own checks (ServerResponse makes them too): a bad app header must not split the response.
+      validateHeaderName(name);
+      validateHeaderValue(name, value);
       head += `${name}: ${value}\r\n`;
     };
     if (Array.isArray(headers)) {
@@ -226,7 +222,7 @@ export class FastResponse implements VisitorResponse {
     // What Node's own response adds, in its order: Date, Connection (and Keep-Alive), the framing.
     if (!date) head += `Date: ${httpDate()}\r\n`;
     const lane = this.#connection.lane;
-    if (this.shouldKeepAlive && !lane.closing()) head += lane.keepAliveHeader;
+    if (this.shouldKeepAlive && !lane.options.closing()) head += lane.keepAliveHeader;
     else {
       this.shouldKeepAlive = false;
       head += 'Connection: close\r\n';
@@ -388,17 +384,17 @@ export class FastConnection {
   #serve(data: Buffer): void {
     try {
       const end = data.indexOf(HEAD_END);
-      const req = end < 0 || end > MAX_HEAD_BYTES ? null : parseHead(this.socket, data.toString('latin1', 0, end), this.lane.requestIdHeader);
-      if (req === null || this.lane.answeredHere(req.method, req.url)) {
+      const req = end < 0 || end > MAX_HEAD_BYTES ? null : parseHead(this.socket, data.toString('latin1', 0, end), this.lane.options.requestIdHeader);
+      if (req === null || this.lane.options.answeredHere(req.method, req.url)) {
         this.#toNode(data);
         return;
       }
       if (data.length > end + 4) this.#pending = data.subarray(end + 4);
       const res = new FastResponse(this, req);
       this.#current = res;
-      this.lane.onRequest(req, res);
+      this.lane.options.onRequest(req, res);
     } catch (error) {
-      this.lane.onBug(error);
+      this.lane.options.onBug(error);
       this.socket.destroy();
     }
   }
@@ -413,7 +409,7 @@ export class FastConnection {
     this.lane.forget(this);
     socket.pause();
     if (data.length > 0) socket.unshift(data);
-    this.lane.toNode(socket);
+    this.lane.options.toNode(socket);
     socket.resume();
   }
 
@@ -477,8 +473,7 @@ export class FastConnection {
 
 /** The lane's state for one proxy: its connections, and the keep-alive timeout of the idle ones. */
 export class FastLane {
-  readonly #options: FastLaneOptions;
-  readonly requestIdHeader: string;
+  readonly options: FastLaneOptions;
   readonly keepAliveHeader: string;
   readonly #idle = new Set<FastConnection>();
   readonly #all = new Set<FastConnection>();
@@ -486,8 +481,7 @@ export class FastLane {
   readonly #sweepMs: number;
 
   constructor(options: FastLaneOptions) {
-    this.#options = options;
-    this.requestIdHeader = options.requestIdHeader;
+    this.options = options;
     const timeoutS = Math.floor(options.keepAliveTimeoutMs / 1000);
     this.keepAliveHeader = `Connection: keep-alive\r\n${timeoutS > 0 ? `Keep-Alive: timeout=${timeoutS}\r\n` : ''}`;
     this.#sweepMs = Math.max(50, Math.min(1_000, Math.floor(options.keepAliveTimeoutMs / 5)));
@@ -499,33 +493,13 @@ export class FastLane {
     this.#all.add(new FastConnection(this, socket));
   }
 
-  toNode(socket: Socket): void {
-    this.#options.toNode(socket);
-  }
-
-  onRequest(req: FastRequest, res: FastResponse): void {
-    this.#options.onRequest(req, res);
-  }
-
-  answeredHere(method: string, url: string): boolean {
-    return this.#options.answeredHere(method, url);
-  }
-
-  closing(): boolean {
-    return this.#options.closing();
-  }
-
-  onBug(error: unknown): void {
-    this.#options.onBug(error);
-  }
-
   busy(connection: FastConnection): void {
     this.#idle.delete(connection);
   }
 
   /** Between requests: closed after the keep-alive timeout, or at once when the proxy is closing. */
   idle(connection: FastConnection): void {
-    if (this.#options.closing()) {
+    if (this.options.closing()) {
       connection.closeIfIdle();
       return;
     }
@@ -545,7 +519,7 @@ export class FastLane {
   #closeExpired(): void {
     const now = performance.now();
     for (const connection of this.#idle) {
-      if (now - connection.idleSinceMs >= this.#options.keepAliveTimeoutMs) connection.closeIfIdle();
+      if (now - connection.idleSinceMs >= this.options.keepAliveTimeoutMs) connection.closeIfIdle();
     }
     if (this.#idle.size === 0 && this.#sweep !== null) {
       clearInterval(this.#sweep);
