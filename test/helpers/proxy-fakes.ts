@@ -2,6 +2,8 @@
 // behind it: the proxy is tested against real sockets, without the pool.
 
 import http from 'node:http';
+import { once } from 'node:events';
+import net from 'node:net';
 import type { IncomingMessage, RequestListener, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -224,3 +226,21 @@ export function request(
   });
 }
 
+
+/** A raw connection to the proxy, for bytes no HTTP client would send. */
+export async function connect(port: number): Promise<net.Socket> {
+  const socket = net.connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  return socket;
+}
+
+/** Everything read on `socket` until it closes (destroyed after `timeoutMs` if it does not), as latin1. */
+export async function rawAnswer(socket: net.Socket, timeoutMs = 5_000): Promise<string> {
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  socket.on('error', () => undefined);
+  const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  await once(socket, 'close');
+  clearTimeout(timer);
+  return Buffer.concat(chunks).toString('latin1');
+}

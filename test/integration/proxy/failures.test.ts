@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { CapacityError, SpawnError } from '../../../src/errors';
-import { eventually, request } from '../../helpers/proxy-fakes';
+import { connect, eventually, rawAnswer, request } from '../../helpers/proxy-fakes';
 import { startRig } from '../../helpers/proxy-setup';
 
 /** A tcp port on 127.0.0.1 where nothing listens (bound, then released). */
@@ -28,22 +28,6 @@ const ok: http.RequestListener = (req, res) => {
 };
 
 /** Reads what the proxy sends on a raw connection until it closes it (or timeoutMs passes). */
-async function rawAnswer(socket: net.Socket, timeoutMs = 5_000): Promise<string> {
-  const chunks: Buffer[] = [];
-  socket.on('data', (c: Buffer) => chunks.push(c));
-  socket.on('error', () => undefined);
-  const timer = setTimeout(() => socket.destroy(), timeoutMs);
-  await once(socket, 'close');
-  clearTimeout(timer);
-  return Buffer.concat(chunks).toString('latin1');
-}
-
-async function connect(port: number): Promise<net.Socket> {
-  const socket = net.connect(port, '127.0.0.1');
-  await once(socket, 'connect');
-  return socket;
-}
-
 test('a GET whose process has no socket any more is retried once on another process', async () => {
   const rig = await startRig({ upstreams: [ok] });
   // pid 1000's Unix socket path is gone (ENOENT); pid 1001 is alive.

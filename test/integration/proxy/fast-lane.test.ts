@@ -3,9 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net from 'node:net';
 import { once } from 'node:events';
-import { eventually, request } from '../../helpers/proxy-fakes';
+import { connect, eventually, rawAnswer, request } from '../../helpers/proxy-fakes';
 import { startRig, type ProxyRig } from '../../helpers/proxy-setup';
 
 function app(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -91,17 +90,10 @@ function parseAnswers(text: string, heads: boolean[]): Answer[] {
   return out;
 }
 
-async function rawOnce(port: number, text: string, answers: boolean[], closeAfterMs = 1_500): Promise<Answer[]> {
-  const socket = net.connect(port, '127.0.0.1');
-  await once(socket, 'connect');
+async function rawOnce(port: number, text: string, answers: boolean[]): Promise<Answer[]> {
+  const socket = await connect(port);
   socket.write(text);
-  const chunks: Buffer[] = [];
-  socket.on('data', (c: Buffer) => chunks.push(c));
-  socket.on('error', () => undefined);
-  const timer = setTimeout(() => socket.destroy(), closeAfterMs);
-  await once(socket, 'close');
-  clearTimeout(timer);
-  return parseAnswers(Buffer.concat(chunks).toString('latin1'), answers);
+  return parseAnswers(await rawAnswer(socket, 1_500), answers);
 }
 
 async function withRigs(run: (fast: ProxyRig, node: ProxyRig) => Promise<void>, options: { keepAliveTimeoutMs?: number } = {}): Promise<void> {
@@ -154,15 +146,12 @@ test('a connection moves to Node\'s server at the first request the lane does no
 
 test('a head split across reads, HTTP/1.0, an Upgrade and odd headers are served by Node\'s server as before', async () => {
   await withRigs(async (fast) => {
-    const socket = net.connect(fast.port, '127.0.0.1');
-    await once(socket, 'connect');
-    const chunks: Buffer[] = [];
-    socket.on('data', (c: Buffer) => chunks.push(c));
+    const socket = await connect(fast.port);
+    const answered = rawAnswer(socket);
     socket.write('GET /split HTTP/1.1\r\nHo');
     await new Promise((r) => setTimeout(r, 50));
     socket.write('st: x\r\nConnection: close\r\n\r\n');
-    await once(socket, 'close');
-    const [split] = parseAnswers(Buffer.concat(chunks).toString('latin1'), [false]);
+    const [split] = parseAnswers(await answered, [false]);
     assert.match(split!.status, /^HTTP\/1\.1 200/);
     assert.equal((JSON.parse(split!.body) as { url: string }).url, '/split');
 
@@ -180,15 +169,11 @@ test('a head split across reads, HTTP/1.0, an Upgrade and odd headers are served
 test('an idle kept-alive connection is closed after the keep-alive timeout, never while its request is served', async () => {
   await withRigs(
     async (fast) => {
-      const socket = net.connect(fast.port, '127.0.0.1');
-      await once(socket, 'connect');
-      const chunks: Buffer[] = [];
-      socket.on('data', (c: Buffer) => chunks.push(c));
-      const closed = once(socket, 'close');
+      const socket = await connect(fast.port);
+      const answered = rawAnswer(socket);
       const started = performance.now();
       socket.write('GET /slow?ms=700 HTTP/1.1\r\nHost: x\r\n\r\n');
-      await closed;
-      const [answer] = parseAnswers(Buffer.concat(chunks).toString('latin1'), [false]);
+      const [answer] = parseAnswers(await answered, [false]);
       assert.equal(answer?.body, 'slow ?ms=700', 'the slow answer came whole');
       const elapsed = performance.now() - started;
       assert.ok(elapsed >= 700 + 300 - 50 && elapsed < 700 + 300 + 1_500, `closed ${Math.round(elapsed)} ms after the request, ~300 ms after the answer`);
@@ -199,8 +184,7 @@ test('an idle kept-alive connection is closed after the keep-alive timeout, neve
 
 test('a visitor that goes away mid-request is counted as gone (499) and its session freed', async () => {
   await withRigs(async (fast) => {
-    const socket = net.connect(fast.port, '127.0.0.1');
-    await once(socket, 'connect');
+    const socket = await connect(fast.port);
     socket.write('GET /slow?ms=500 HTTP/1.1\r\nHost: x\r\n\r\n');
     await eventually(() => fast.upstreams[0]!.requests.length === 1, 2_000, 'the request at the app');
     socket.end();
@@ -229,22 +213,18 @@ test('a big answer goes through the lane with back-pressure, intact', async () =
 
 test('close(): idle lane connections close at once, a request in flight finishes with Connection: close', async () => {
   const rig = await startRig({ upstreams: [app] });
-  const idle = net.connect(rig.port, '127.0.0.1');
-  await once(idle, 'connect');
+  const idle = await connect(rig.port);
   idle.write('GET /json HTTP/1.1\r\nHost: x\r\n\r\n');
   await once(idle, 'data');
   const idleClosed = once(idle, 'close');
-  const busy = net.connect(rig.port, '127.0.0.1');
-  await once(busy, 'connect');
-  const chunks: Buffer[] = [];
-  busy.on('data', (c: Buffer) => chunks.push(c));
+  const busy = await connect(rig.port);
+  const answered = rawAnswer(busy);
   busy.write('GET /slow?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n');
   await eventually(() => rig.upstreams[0]!.requests.length === 2, 2_000, 'the slow request at the app');
   const closing = rig.close();
   await idleClosed;
-  await once(busy, 'close');
+  const [answer] = parseAnswers(await answered, [false]);
   await closing;
-  const [answer] = parseAnswers(Buffer.concat(chunks).toString('latin1'), [false]);
   assert.equal(answer?.body, 'slow ?ms=300');
   assert.ok(answer?.headers.some((h) => h.toLowerCase() === 'connection: close'), answer?.headers.join('|'));
 });
