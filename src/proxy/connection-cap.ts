@@ -59,6 +59,12 @@ export function connectionCap(configured: number, maxPoolSize: number, nofile = 
   return { cap: configured > 0 ? configured : allowed, nofile, allowed };
 }
 
+/** A response as the cap follows it (Node's ServerResponse, or the fast lane's): 'close' is called on it. */
+export interface AnsweringResponse {
+  readonly req: { readonly socket: Socket };
+  once(event: 'close', listener: (this: AnsweringResponse) => void): unknown;
+}
+
 export interface ConnectionCap {
   /** Connections held now. */
   open(): number;
@@ -69,7 +75,7 @@ export interface ConnectionCap {
   /** It came back from the app process (or went through the proxy after all). */
   takenBack(socket: Socket): void;
   /** A request began on it (Node's server reports its own): busy until `res` closes. */
-  requestBegan(socket: Socket, res: { once(event: 'close', listener: () => void): unknown }): void;
+  requestBegan(socket: Socket, res: AnsweringResponse): void;
   /** Idle connections closed to make room, and connections refused with none idle. */
   counts(): { reclaimed: number; refused: number };
   /** Stops the sweep of silent connections. */
@@ -134,14 +140,17 @@ export function installConnectionCap(server: Server, cap: CapDecision, logger: L
     for (const listener of listeners) listener.call(server, socket);
   });
 
-  const requestBegan = (socket: Socket, res: { once(event: 'close', listener: () => void): unknown }): void => {
+  // Shared by every response: no closure per request.
+  const onResponseClose = function (this: AnsweringResponse): void {
+    const t = tracked.get(this.req.socket);
+    if (t && t.active > 0) t.active--;
+  };
+  const requestBegan = (socket: Socket, res: AnsweringResponse): void => {
     const t = tracked.get(socket);
     if (t === undefined) return;
     t.active++;
     t.silentSince = 0;
-    res.once('close', () => {
-      if (t.active > 0) t.active--;
-    });
+    res.once('close', onResponseClose);
   };
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => requestBegan(req.socket as Socket, res);
   server.prependListener('request', onRequest);
