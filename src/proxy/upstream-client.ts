@@ -17,18 +17,20 @@
 //   before any answer (the keep-alive race) is sent once more on a fresh connection when it has
 //   no body, so a live app never costs a visitor an error for it.
 //
-// Responses are parsed by llhttp, Node's own HTTP parser (the one its http module uses), through
-// `_http_common`; bodies are forwarded as they arrive, with back-pressure both ways.
+// Each connection is a bare libuv handle (upstream-wire.ts), not a net.Socket: opening and closing
+// one per request (gunicorn) costs a net.Socket's whole stream machinery every time. Responses are
+// parsed by llhttp, Node's own HTTP parser (the one its http module uses), through `_http_common`,
+// reading the handle in C++; bodies are forwarded as they arrive, with back-pressure both ways.
 
-import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { UpstreamTarget } from '../core/process-handle';
+import { UpstreamWire, type WireEvents } from './upstream-wire';
 
 /** llhttp as Node's http module binds it (lib/_http_common.js); the parts used here. */
 interface LlhttpParser {
   initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
   execute(data: Buffer): number | Error;
-  /** Read straight from the socket's handle in C++, as Node's http server does: no 'data' events. */
+  /** Read straight from the connection's handle in C++, as Node's http server does: no 'data' events. */
   consume(handle: unknown): void;
   finish(): number | Error | undefined;
   close(): void;
@@ -52,14 +54,6 @@ const kOnHeadersComplete = HTTPParser.kOnHeadersComplete | 0;
 const kOnBody = HTTPParser.kOnBody | 0;
 const kOnMessageComplete = HTTPParser.kOnMessageComplete | 0;
 const kOnExecute = HTTPParser.kOnExecute | 0;
-
-/** A libuv stream handle as net.Socket holds it (`socket._handle`). */
-interface StreamHandle {
-  isStreamBase?: boolean;
-  _consumed?: boolean;
-  readStart(): number;
-  readStop(): number;
-}
 
 /** What one exchange reports, in order: connect, (request sent), headers (1xx ones too), data..., complete | error. */
 export interface ExchangeHandler {
@@ -132,6 +126,7 @@ function headerBlock(request: ExchangeRequest): { head: string; chunked: boolean
 }
 
 const CRLF = '\r\n';
+const CRLF_BUFFER = Buffer.from(CRLF, 'latin1');
 const LAST_CHUNK = '0\r\n\r\n';
 
 /** One request and its response on one connection (and, after a keep-alive race, on a second one). */
@@ -155,7 +150,6 @@ class Exchange {
   #onBodyData: ((chunk: Buffer) => void) | null = null;
   #onBodyEnd: (() => void) | null = null;
   #onBodyError: ((error: Error) => void) | null = null;
-  #onDrain: (() => void) | null = null;
 
   constructor(pool: TargetPool, request: ExchangeRequest, handler: ExchangeHandler) {
     this.pool = pool;
@@ -181,26 +175,23 @@ class Exchange {
     connection.exchange = this;
     const { head, chunked } = headerBlock(this.request);
     const body = this.request.body;
-    const socket = connection.socket;
+    const wire = connection.wire;
     if (body === null) {
       this.bodyDone = true;
-      socket.write(head, 'latin1', this.#headWritten);
+      wire.write(head, this.#headWritten);
       return;
     }
     if (Buffer.isBuffer(body)) {
       this.bodyDone = true;
-      socket.cork();
-      socket.write(head, 'latin1');
-      socket.write(body, this.#headWritten);
-      socket.uncork();
+      wire.write([Buffer.from(head, 'latin1'), body], this.#headWritten);
       return;
     }
-    socket.write(head, 'latin1');
-    this.#stream(body, socket, chunked);
+    wire.write(head);
+    this.#stream(body, wire, chunked);
   }
 
-  readonly #headWritten = (error?: Error | null): void => {
-    if (error || this.done || this.connection === null) return;
+  readonly #headWritten = (): void => {
+    if (this.done || this.connection === null) return;
     this.#markSent();
   };
 
@@ -211,37 +202,31 @@ class Exchange {
   }
 
   /** A streamed body, with back-pressure from the app's connection. */
-  #stream(body: Readable, socket: Socket, chunked: boolean): void {
+  #stream(body: Readable, wire: UpstreamWire, chunked: boolean): void {
     this.#body = body;
     this.#onBodyData = (chunk: Buffer) => {
       if (chunk.length === 0) return;
-      let ok: boolean;
-      if (chunked) {
-        socket.cork();
-        socket.write(`${chunk.length.toString(16)}${CRLF}`, 'latin1');
-        socket.write(chunk);
-        ok = socket.write(CRLF, 'latin1');
-        socket.uncork();
-      } else ok = socket.write(chunk);
+      const ok = chunked ? wire.write([Buffer.from(`${chunk.length.toString(16)}${CRLF}`, 'latin1'), chunk, CRLF_BUFFER]) : wire.write(chunk);
       if (!ok) body.pause();
     };
     this.#onBodyEnd = () => {
       this.#detachBody();
       this.bodyDone = true;
-      if (chunked) socket.write(LAST_CHUNK, 'latin1', this.#headWritten);
-      else socket.write('', this.#headWritten);
+      if (chunked) wire.write(LAST_CHUNK, this.#headWritten);
+      else wire.flushed(this.#headWritten);
     };
     this.#onBodyError = (error: Error) => {
       this.#detachBody();
       this.fail(error);
     };
-    this.#onDrain = () => {
-      this.#body?.resume();
-    };
     body.on('data', this.#onBodyData);
     body.once('end', this.#onBodyEnd);
     body.once('error', this.#onBodyError);
-    socket.on('drain', this.#onDrain);
+  }
+
+  /** The app's connection took every queued write: the body may flow again. */
+  drained(): void {
+    this.#body?.resume();
   }
 
   #detachBody(): void {
@@ -251,7 +236,6 @@ class Exchange {
     body.off('data', this.#onBodyData!);
     body.off('end', this.#onBodyEnd!);
     body.off('error', this.#onBodyError!);
-    this.connection?.socket.off('drain', this.#onDrain!);
   }
 
   /** The request body is not needed any more (the exchange is over): let go of it. */
@@ -346,9 +330,9 @@ class Exchange {
   }
 }
 
-/** One socket to one app process, with its response parser. */
-class Connection {
-  readonly socket: Socket;
+/** One connection to one app process, with its response parser. */
+class Connection implements WireEvents {
+  readonly wire: UpstreamWire;
   readonly pool: TargetPool;
   readonly #parser: LlhttpParser;
   exchange: Exchange | null = null;
@@ -362,14 +346,9 @@ class Connection {
   idleSinceMs = 0;
   destroyed = false;
   #partialHeaders: string[] = [];
-  /** The socket's handle when the parser consumes it (reads happen in C++). */
-  #handle: StreamHandle | null = null;
 
   constructor(pool: TargetPool, target: UpstreamTarget) {
     this.pool = pool;
-    const socket = target.kind === 'unix' ? new Socket().connect(target.socketPath) : new Socket().connect(target.port, target.host);
-    if (target.kind === 'tcp') socket.setNoDelay(true);
-    this.socket = socket;
     const parser = new HTTPParser();
     parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
     parser[kOnHeaders] = (headers: string[]) => {
@@ -382,7 +361,7 @@ class Connection {
       }
       const exchange = this.exchange;
       if (exchange === null) {
-        // A response to no request: the app is confused; this connection is done.
+        // A response to no request (bytes while idle): the app is confused; this connection is done.
         this.destroy();
         return 2;
       }
@@ -401,36 +380,14 @@ class Connection {
       if (result instanceof Error) this.#invalid(result);
     };
     this.#parser = parser;
-    // The parser reads the socket in C++ when it can (Node's http server does the same): the
-    // stream machinery of a 'data' event per read is most of what a read costs in JS.
-    const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
-    if (handle?.isStreamBase === true && handle._consumed !== true) {
-      handle._consumed = true;
-      parser.consume(handle);
-      this.#handle = handle;
-    }
-    // A full accept queue drops the SYN and the kernel retries for minutes: give up long before.
-    const connectTimer = setTimeout(() => {
-      if (socket.connecting) this.#failWith(new UpstreamClientError(UPSTREAM_CONNECT_TIMEOUT, `the app did not accept a connection within ${CONNECT_TIMEOUT_MS} ms`));
-    }, CONNECT_TIMEOUT_MS);
-    connectTimer.unref();
-    socket.once('connect', () => clearTimeout(connectTimer));
-    socket.once('close', () => clearTimeout(connectTimer));
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onEnd);
-    socket.on('error', this.#onError);
-    socket.on('close', this.#onClose);
+    this.wire = new UpstreamWire(target, this, CONNECT_TIMEOUT_MS, this.#connectTimedOut);
+    // The parser reads the connection in C++ (Node's http server does the same): no 'data' events.
+    this.wire.handle._consumed = true;
+    parser.consume(this.wire.handle);
   }
 
-  readonly #onData = (chunk: Buffer): void => {
-    if (this.destroyed) return;
-    if (this.exchange === null) {
-      // Bytes while idle: not HTTP we asked for; never reuse this connection.
-      this.destroy();
-      return;
-    }
-    const result = this.#parser.execute(chunk);
-    if (result instanceof Error) this.#invalid(result);
+  readonly #connectTimedOut = (): void => {
+    this.#failWith(new UpstreamClientError(UPSTREAM_CONNECT_TIMEOUT, `the app did not accept a connection within ${CONNECT_TIMEOUT_MS} ms`));
   };
 
   #invalid(error: Error): void {
@@ -439,17 +396,14 @@ class Connection {
 
   /** Response back-pressure: stop reading the app's connection until the visitor drains. */
   pause(): void {
-    if (this.#handle !== null) this.#handle.readStop();
-    else this.socket.pause();
+    this.wire.readStop();
   }
 
   resume(): void {
-    if (this.#handle !== null) {
-      if (!this.destroyed) this.#handle.readStart();
-    } else this.socket.resume();
+    this.wire.readStart();
   }
 
-  readonly #onEnd = (): void => {
+  wireEnded(): void {
     if (this.destroyed) return;
     // EOF ends a response without a length (HTTP/1.0-style); otherwise it came too early.
     const exchange = this.exchange;
@@ -462,18 +416,20 @@ class Connection {
     }
     if (this.exchange !== null) this.#failWith(new UpstreamClientError(UPSTREAM_CLOSED, 'the app closed the connection before answering'));
     else this.destroy();
-  };
+  }
 
-  readonly #onError = (error: Error): void => {
+  wireFailed(error: Error): void {
     this.#failWith(error);
-  };
+  }
 
-  readonly #onClose = (): void => {
-    if (this.exchange !== null) this.#failWith(new UpstreamClientError(UPSTREAM_CLOSED, 'the connection to the app closed'));
-    this.destroy();
-    // Only now: 'close' comes on a later tick, never from inside one of the parser's own callbacks.
+  wireDrained(): void {
+    this.exchange?.drained();
+  }
+
+  wireClosed(): void {
+    // Only now: the close callback comes on a later tick, never from inside one of the parser's own callbacks.
     this.#parser.close();
-  };
+  }
 
   #failWith(error: Error): void {
     const exchange = this.exchange;
@@ -490,8 +446,11 @@ class Connection {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.socket.destroy();
+    const exchange = this.exchange;
+    this.wire.close();
     this.pool.forget(this);
+    // Closed under an exchange that still counted on it (nothing does that today): it fails.
+    if (exchange !== null && this.exchange === exchange) exchange.connectionFailed(this, new UpstreamClientError(UPSTREAM_CLOSED, 'the connection to the app closed'));
   }
 }
 

@@ -1,0 +1,304 @@
+// One connection to an app process as a bare libuv stream handle (Node's own tcp_wrap and pipe_wrap
+// bindings, what net.Socket is built on), without net.Socket's stream machinery around it.
+//
+// Why by hand: every request to an app that closes after each response (gunicorn's sync workers,
+// any HTTP/1.0 server) opens and closes a connection, and net.Socket's Duplex stream, its event
+// emitters and its ticks cost more than the system calls themselves. A client doing connect,
+// request, response, close in a loop spends 188–201 µs of CPU per cycle through net.Socket and
+// 109–119 µs through the bare handle (docs/performance.md, issue 14). Kept-alive connections
+// save the Writable stream on every request as well.
+//
+// What net.Socket did and this does: connect (a TCP address or a Unix socket, with a timeout),
+// writes and their completion, back-pressure (a write the kernel could not take at once is queued
+// by libuv: write() says so and `drained` follows), EOF and read errors, close. Reading is not
+// here: llhttp consumes the handle in C++ (upstream-client.ts), as Node's http server does, and
+// only hands EOF and read errors back to `onread`.
+
+import { lookup } from 'node:dns';
+import { isIP } from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import type { UpstreamTarget } from '../core/process-handle';
+
+/** A libuv stream handle as Node's bindings make it (lib/net.js uses the same methods). */
+export interface WireHandle {
+  isStreamBase?: boolean;
+  _consumed?: boolean;
+  /** Called by C++ with the read result in streamBaseState[kReadBytesOrError]. */
+  onread: (() => void) | null;
+  readStart(): number;
+  readStop(): number;
+  close(callback: () => void): void;
+  writeLatin1String(req: WriteRequest, data: string): number;
+  writeBuffer(req: WriteRequest, data: Buffer): number;
+  writev(req: WriteRequest, chunks: Buffer[], allBuffers: boolean): number;
+  setNoDelay?(enable: boolean): number;
+  connect(req: ConnectRequest, address: string, port?: number): number;
+  connect6?(req: ConnectRequest, address: string, port: number): number;
+}
+
+interface ConnectRequest {
+  oncomplete: (status: number) => void;
+  address?: string;
+  port?: number;
+}
+
+interface WriteRequest {
+  handle: WireHandle;
+  oncomplete: (this: WriteRequest, status: number) => void;
+  async: boolean;
+  /** Kept referenced until libuv is done with it (a Buffer is written from its own memory). */
+  data: string | Buffer | Buffer[] | null;
+  wire: UpstreamWire | null;
+  done: (() => void) | null;
+}
+
+interface Bindings {
+  TCP: new (type: number) => WireHandle;
+  TCPConnectWrap: new () => ConnectRequest;
+  tcpSocket: number;
+  Pipe: new (type: number) => WireHandle;
+  PipeConnectWrap: new () => ConnectRequest;
+  pipeSocket: number;
+  WriteWrap: new () => WriteRequest;
+  streamBaseState: Int32Array;
+  kReadBytesOrError: number;
+  kLastWriteWasAsync: number;
+  uvEof: number;
+}
+
+function loadBindings(): Bindings {
+  // process.binding() is the supported way to these (deprecated in documentation only, DEP0111).
+  const binding = (name: string): Record<string, unknown> => (process as unknown as { binding(name: string): Record<string, unknown> }).binding(name);
+  const tcp = binding('tcp_wrap');
+  const pipe = binding('pipe_wrap');
+  const stream = binding('stream_wrap');
+  return {
+    TCP: tcp['TCP'] as Bindings['TCP'],
+    TCPConnectWrap: tcp['TCPConnectWrap'] as Bindings['TCPConnectWrap'],
+    tcpSocket: (tcp['constants'] as { SOCKET: number }).SOCKET,
+    Pipe: pipe['Pipe'] as Bindings['Pipe'],
+    PipeConnectWrap: pipe['PipeConnectWrap'] as Bindings['PipeConnectWrap'],
+    pipeSocket: (pipe['constants'] as { SOCKET: number }).SOCKET,
+    WriteWrap: stream['WriteWrap'] as Bindings['WriteWrap'],
+    streamBaseState: stream['streamBaseState'] as Int32Array,
+    kReadBytesOrError: stream['kReadBytesOrError'] as number,
+    kLastWriteWasAsync: stream['kLastWriteWasAsync'] as number,
+    uvEof: binding('uv')['UV_EOF'] as number,
+  };
+}
+
+const B = loadBindings();
+
+/** A failed system call, shaped as Node's own socket errors are (`code`, `errno`, `syscall`). */
+export class WireError extends Error {
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  constructor(status: number, syscall: string, detail?: string) {
+    const code = getSystemErrorName(status);
+    super(detail ? `${syscall} ${code} ${detail}` : `${syscall} ${code}`);
+    this.name = 'Error';
+    this.code = code;
+    this.errno = status;
+    this.syscall = syscall;
+  }
+}
+
+/** What a wire reports to its owner (the upstream client's Connection). */
+export interface WireEvents {
+  /** The app closed its end (EOF). */
+  wireEnded(): void;
+  /** Connecting, reading or writing failed; the wire is not closed by it. */
+  wireFailed(error: Error): void;
+  /** Every queued write has reached the kernel. */
+  wireDrained(): void;
+  /** The handle is closed (after close()): its parser may go now. */
+  wireClosed(): void;
+}
+
+function onWriteComplete(this: WriteRequest, status: number): void {
+  const wire = this.wire!;
+  const done = this.done;
+  this.data = null;
+  this.wire = null;
+  this.done = null;
+  wire.written(status, done);
+}
+
+/** One connection to one app process. */
+export class UpstreamWire {
+  readonly handle: WireHandle;
+  readonly #events: WireEvents;
+  readonly #address: string;
+  connecting = true;
+  closed = false;
+  /** Writes handed to libuv and not complete yet. */
+  #pending = 0;
+  #flushed: (() => void) | null = null;
+  /** Writes made while connecting, [data, done, ...]: sent once connected (as net.Socket does). */
+  #queued: Array<string | Buffer | Buffer[] | (() => void) | null> | null = null;
+  #connectTimer: NodeJS.Timeout | null = null;
+
+  /** Starts connecting at once; writes may follow straight away (they wait until it is connected). */
+  constructor(target: UpstreamTarget, events: WireEvents, connectTimeoutMs: number, onConnectTimeout: () => void) {
+    this.#events = events;
+    const tcp = target.kind === 'tcp';
+    const handle = tcp ? new B.TCP(B.tcpSocket) : new B.Pipe(B.pipeSocket);
+    this.handle = handle;
+    handle.onread = this.#onRead;
+    this.#address = tcp ? `${target.host}:${target.port}` : target.socketPath;
+    // A full accept queue drops the SYN and the kernel retries for minutes: give up long before.
+    this.#connectTimer = setTimeout(() => {
+      this.#connectTimer = null;
+      if (this.connecting && !this.closed) onConnectTimeout();
+    }, connectTimeoutMs);
+    this.#connectTimer.unref();
+    if (!tcp) this.#connect(new B.PipeConnectWrap(), target.socketPath);
+    else if (isIP(target.host) !== 0) this.#connect(new B.TCPConnectWrap(), target.host, target.port);
+    else {
+      lookup(target.host, (error, address) => {
+        if (this.closed) return;
+        if (error) this.#failed(error);
+        else this.#connect(new B.TCPConnectWrap(), address, target.port);
+      });
+    }
+  }
+
+  #connect(req: ConnectRequest, address: string, port?: number): void {
+    req.oncomplete = this.#onConnect;
+    req.address = address;
+    if (port !== undefined) req.port = port;
+    let status: number;
+    if (port === undefined) status = this.handle.connect(req, address);
+    else if (isIP(address) === 6) status = this.handle.connect6!(req, address, port);
+    else status = this.handle.connect(req, address, port);
+    if (status !== 0) {
+      const error = new WireError(status, 'connect', this.#address);
+      process.nextTick(() => this.#failed(error));
+    }
+  }
+
+  readonly #onConnect = (status: number): void => {
+    if (this.closed) return;
+    this.connecting = false;
+    this.#clearConnectTimer();
+    if (status < 0) {
+      this.#failed(new WireError(status, 'connect', this.#address));
+      return;
+    }
+    this.handle.setNoDelay?.(true);
+    this.handle.readStart();
+    const queued = this.#queued;
+    if (queued === null) return;
+    this.#queued = null;
+    for (let i = 0; i < queued.length && !this.closed; i += 2) {
+      this.#pending--;
+      this.#dispatch(queued[i] as string | Buffer | Buffer[], queued[i + 1] as (() => void) | null);
+    }
+    if (this.#pending === 0) this.#drained();
+  };
+
+  /** Only EOF and errors arrive here: the parser consumes the data. */
+  readonly #onRead = (): void => {
+    if (this.closed) return;
+    const status = B.streamBaseState[B.kReadBytesOrError]!;
+    if (status === B.uvEof) this.#events.wireEnded();
+    else if (status < 0) this.#failed(new WireError(status, 'read'));
+  };
+
+  #failed(error: Error): void {
+    if (!this.closed) this.#events.wireFailed(error);
+  }
+
+  /**
+   * Write a latin1 string, a Buffer or several Buffers (one writev). `done` runs once the bytes are in
+   * the kernel. Returns false when libuv had to queue them: `wireDrained` follows when all are out.
+   */
+  write(data: string | Buffer | Buffer[], done?: () => void): boolean {
+    if (this.closed) return false;
+    if (this.connecting) {
+      (this.#queued ??= []).push(data, done ?? null);
+      this.#pending++;
+      return false;
+    }
+    return this.#dispatch(data, done ?? null);
+  }
+
+  #dispatch(data: string | Buffer | Buffer[], done: (() => void) | null): boolean {
+    const req = new B.WriteWrap();
+    req.handle = this.handle;
+    req.oncomplete = onWriteComplete;
+    req.async = false;
+    let status: number;
+    if (typeof data === 'string') status = this.handle.writeLatin1String(req, data);
+    else if (Buffer.isBuffer(data)) status = this.handle.writeBuffer(req, data);
+    else status = this.handle.writev(req, data, true);
+    if (status !== 0) {
+      // Reported on the next tick, as net.Socket does: never from inside the caller's write.
+      const error = new WireError(status, 'write');
+      process.nextTick(() => this.#failed(error));
+      return false;
+    }
+    if (B.streamBaseState[B.kLastWriteWasAsync] !== 0) {
+      req.async = true;
+      req.data = data;
+      req.wire = this;
+      req.done = done;
+      this.#pending++;
+      return false;
+    }
+    done?.();
+    return true;
+  }
+
+  /** For onWriteComplete: an asynchronous write finished. */
+  written(status: number, done: (() => void) | null): void {
+    this.#pending--;
+    if (this.closed) return;
+    if (status < 0) {
+      this.#failed(new WireError(status, 'write'));
+      return;
+    }
+    done?.();
+    if (this.#pending === 0) this.#drained();
+  }
+
+  #drained(): void {
+    if (this.closed) return;
+    const flushed = this.#flushed;
+    this.#flushed = null;
+    flushed?.();
+    if (!this.closed) this.#events.wireDrained();
+  }
+
+  /** `done` once everything written so far is in the kernel (now, if it is). */
+  flushed(done: () => void): void {
+    if (this.#pending === 0) done();
+    else this.#flushed = done;
+  }
+
+  readStop(): void {
+    if (!this.closed) this.handle.readStop();
+  }
+
+  readStart(): void {
+    if (!this.closed && !this.connecting) this.handle.readStart();
+  }
+
+  #clearConnectTimer(): void {
+    if (this.#connectTimer !== null) {
+      clearTimeout(this.#connectTimer);
+      this.#connectTimer = null;
+    }
+  }
+
+  /** Close the connection; queued writes are dropped. `wireClosed` follows on a later tick. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.#clearConnectTimer();
+    this.#flushed = null;
+    this.#queued = null;
+    this.handle.close(() => this.#events.wireClosed());
+  }
+}
