@@ -166,7 +166,7 @@ class Exchange {
   readonly resume = (): void => {
     if (!this.paused || this.done) return;
     this.paused = false;
-    this.connection?.resume();
+    this.connection?.wire.readStart();
   };
 
   /** Write the request on `connection`. */
@@ -275,7 +275,7 @@ class Exchange {
     if (this.done) return;
     if (!this.handler.onData(chunk) && !this.done) {
       this.paused = true;
-      this.connection?.pause();
+      this.connection?.wire.readStop();
     }
   }
 
@@ -290,7 +290,7 @@ class Exchange {
     connection.exchange = null;
     if (this.paused) {
       this.paused = false;
-      connection.resume();
+      connection.wire.readStart();
     }
     // The app answered before the whole body was sent (a 413 to a big upload): that connection
     // is in the middle of a request and cannot carry another.
@@ -380,27 +380,14 @@ class Connection implements WireEvents {
       if (result instanceof Error) this.#invalid(result);
     };
     this.#parser = parser;
-    this.wire = new UpstreamWire(target, this, CONNECT_TIMEOUT_MS, this.#connectTimedOut);
+    this.wire = new UpstreamWire(target, this, CONNECT_TIMEOUT_MS);
     // The parser reads the connection in C++ (Node's http server does the same): no 'data' events.
     this.wire.handle._consumed = true;
     parser.consume(this.wire.handle);
   }
 
-  readonly #connectTimedOut = (): void => {
-    this.#failWith(new UpstreamClientError(UPSTREAM_CONNECT_TIMEOUT, `the app did not accept a connection within ${CONNECT_TIMEOUT_MS} ms`));
-  };
-
   #invalid(error: Error): void {
     this.#failWith(new UpstreamClientError(UPSTREAM_INVALID, `invalid response from the app: ${error.message}`));
-  }
-
-  /** Response back-pressure: stop reading the app's connection until the visitor drains. */
-  pause(): void {
-    this.wire.readStop();
-  }
-
-  resume(): void {
-    this.wire.readStart();
   }
 
   wireEnded(): void {
@@ -420,6 +407,10 @@ class Connection implements WireEvents {
 
   wireFailed(error: Error): void {
     this.#failWith(error);
+  }
+
+  wireConnectTimedOut(): void {
+    this.#failWith(new UpstreamClientError(UPSTREAM_CONNECT_TIMEOUT, `the app did not accept a connection within ${CONNECT_TIMEOUT_MS} ms`));
   }
 
   wireDrained(): void {
@@ -446,11 +437,8 @@ class Connection implements WireEvents {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    const exchange = this.exchange;
     this.wire.close();
     this.pool.forget(this);
-    // Closed under an exchange that still counted on it (nothing does that today): it fails.
-    if (exchange !== null && this.exchange === exchange) exchange.connectionFailed(this, new UpstreamClientError(UPSTREAM_CLOSED, 'the connection to the app closed'));
   }
 }
 

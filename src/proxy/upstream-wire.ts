@@ -38,14 +38,10 @@ export interface WireHandle {
 
 interface ConnectRequest {
   oncomplete: (status: number) => void;
-  address?: string;
-  port?: number;
 }
 
 interface WriteRequest {
-  handle: WireHandle;
   oncomplete: (this: WriteRequest, status: number) => void;
-  async: boolean;
   /** Kept referenced until libuv is done with it (a Buffer is written from its own memory). */
   data: string | Buffer | Buffer[] | null;
   wire: UpstreamWire | null;
@@ -110,6 +106,8 @@ export interface WireEvents {
   wireEnded(): void;
   /** Connecting, reading or writing failed; the wire is not closed by it. */
   wireFailed(error: Error): void;
+  /** The app did not accept the connection within the connect timeout; the wire is not closed by it. */
+  wireConnectTimedOut(): void;
   /** Every queued write has reached the kernel. */
   wireDrained(): void;
   /** The handle is closed (after close()): its parser may go now. */
@@ -129,7 +127,7 @@ function onWriteComplete(this: WriteRequest, status: number): void {
 export class UpstreamWire {
   readonly handle: WireHandle;
   readonly #events: WireEvents;
-  readonly #address: string;
+  readonly #target: UpstreamTarget;
   connecting = true;
   closed = false;
   /** Writes handed to libuv and not complete yet. */
@@ -140,42 +138,54 @@ export class UpstreamWire {
   #connectTimer: NodeJS.Timeout | null = null;
 
   /** Starts connecting at once; writes may follow straight away (they wait until it is connected). */
-  constructor(target: UpstreamTarget, events: WireEvents, connectTimeoutMs: number, onConnectTimeout: () => void) {
+  constructor(target: UpstreamTarget, events: WireEvents, connectTimeoutMs: number) {
     this.#events = events;
-    const tcp = target.kind === 'tcp';
-    const handle = tcp ? new B.TCP(B.tcpSocket) : new B.Pipe(B.pipeSocket);
+    this.#target = target;
+    const handle = target.kind === 'tcp' ? new B.TCP(B.tcpSocket) : new B.Pipe(B.pipeSocket);
     this.handle = handle;
     handle.onread = this.#onRead;
-    this.#address = tcp ? `${target.host}:${target.port}` : target.socketPath;
     // A full accept queue drops the SYN and the kernel retries for minutes: give up long before.
     this.#connectTimer = setTimeout(() => {
       this.#connectTimer = null;
-      if (this.connecting && !this.closed) onConnectTimeout();
+      if (this.connecting && !this.closed) this.#events.wireConnectTimedOut();
     }, connectTimeoutMs);
     this.#connectTimer.unref();
-    if (!tcp) this.#connect(new B.PipeConnectWrap(), target.socketPath);
-    else if (isIP(target.host) !== 0) this.#connect(new B.TCPConnectWrap(), target.host, target.port);
+    if (target.kind === 'unix') {
+      this.#connected(this.handle.connect(this.#connectRequest(new B.PipeConnectWrap()), target.socketPath));
+      return;
+    }
+    const family = isIP(target.host);
+    if (family !== 0) this.#connectTcp(target.host, family, target.port);
     else {
-      lookup(target.host, (error, address) => {
+      lookup(target.host, (error, address, family) => {
         if (this.closed) return;
         if (error) this.#failed(error);
-        else this.#connect(new B.TCPConnectWrap(), address, target.port);
+        else this.#connectTcp(address, family, target.port);
       });
     }
   }
 
-  #connect(req: ConnectRequest, address: string, port?: number): void {
+  #connectTcp(address: string, family: number, port: number): void {
+    const req = this.#connectRequest(new B.TCPConnectWrap());
+    this.#connected(family === 6 ? this.handle.connect6!(req, address, port) : this.handle.connect(req, address, port));
+  }
+
+  #connectRequest(req: ConnectRequest): ConnectRequest {
     req.oncomplete = this.#onConnect;
-    req.address = address;
-    if (port !== undefined) req.port = port;
-    let status: number;
-    if (port === undefined) status = this.handle.connect(req, address);
-    else if (isIP(address) === 6) status = this.handle.connect6!(req, address, port);
-    else status = this.handle.connect(req, address, port);
-    if (status !== 0) {
-      const error = new WireError(status, 'connect', this.#address);
-      process.nextTick(() => this.#failed(error));
-    }
+    return req;
+  }
+
+  /** A connect that failed at once is reported on the next tick, as a later failure would be. */
+  #connected(status: number): void {
+    if (status === 0) return;
+    const error = this.#connectError(status);
+    process.nextTick(() => this.#failed(error));
+  }
+
+  /** As Node words it: `connect ECONNREFUSED 127.0.0.1:3000`. */
+  #connectError(status: number): WireError {
+    const target = this.#target;
+    return new WireError(status, 'connect', target.kind === 'tcp' ? `${target.host}:${target.port}` : target.socketPath);
   }
 
   readonly #onConnect = (status: number): void => {
@@ -183,7 +193,7 @@ export class UpstreamWire {
     this.connecting = false;
     this.#clearConnectTimer();
     if (status < 0) {
-      this.#failed(new WireError(status, 'connect', this.#address));
+      this.#failed(this.#connectError(status));
       return;
     }
     this.handle.setNoDelay?.(true);
@@ -226,9 +236,7 @@ export class UpstreamWire {
 
   #dispatch(data: string | Buffer | Buffer[], done: (() => void) | null): boolean {
     const req = new B.WriteWrap();
-    req.handle = this.handle;
     req.oncomplete = onWriteComplete;
-    req.async = false;
     let status: number;
     if (typeof data === 'string') status = this.handle.writeLatin1String(req, data);
     else if (Buffer.isBuffer(data)) status = this.handle.writeBuffer(req, data);
@@ -240,7 +248,6 @@ export class UpstreamWire {
       return false;
     }
     if (B.streamBaseState[B.kLastWriteWasAsync] !== 0) {
-      req.async = true;
       req.data = data;
       req.wire = this;
       req.done = done;
