@@ -190,6 +190,40 @@ export async function startUpstream(handler: RequestListener, socketPath?: strin
   };
 }
 
+/**
+ * A raw net server that hands each connection (numbered from 0) to `respond`: on a Unix socket in a
+ * temporary dir of its own, or on `host` and a free port when given. After the test its connections
+ * are destroyed, it is closed and its dir removed. `accepted`: its first connection.
+ */
+export async function rawServer(
+  t: { after(fn: () => unknown): void },
+  respond: (socket: Socket, index: number) => void,
+  host?: string,
+): Promise<{ target: UpstreamTarget; connections(): number; accepted: Promise<Socket> }> {
+  let index = 0;
+  const sockets = new Set<Socket>();
+  let first!: (socket: Socket) => void;
+  const accepted = new Promise<Socket>((resolve) => (first = resolve));
+  const server = net.createServer((socket) => {
+    first(socket);
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    respond(socket, index++);
+  });
+  const dir = host === undefined ? socketDir() : undefined;
+  if (dir !== undefined) server.listen(join(dir.dir, 'app.sock'));
+  else server.listen(0, host);
+  await once(server, 'listening');
+  t.after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(r));
+    dir?.remove();
+  });
+  const target: UpstreamTarget = dir !== undefined ? { kind: 'unix', socketPath: join(dir.dir, 'app.sock') } : { kind: 'tcp', host: host!, port: (server.address() as net.AddressInfo).port };
+  return { target, connections: () => index, accepted };
+}
+
 /** Polls until check() is true, or fails after timeoutMs. */
 export async function eventually(check: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { once } from 'node:events';
 import { TargetPool, UPSTREAM_INVALID, type ExchangeHandler, type ExchangeRequest } from '../../../src/proxy/upstream-client';
+import type { UpstreamTarget } from '../../../src/core/process-handle';
+import { rawServer } from '../../helpers/proxy-fakes';
 
 interface Result {
   status: number;
@@ -88,30 +90,9 @@ async function numberedServer(t: { after(fn: () => unknown): void }, handle?: (r
   return { socketPath, connections: () => connections, server };
 }
 
-/** A raw net server on a Unix socket that answers each connection with `respond`. */
-async function rawServer(t: { after(fn: () => unknown): void }, respond: (socket: net.Socket, index: number) => void) {
-  const dir = mkdtempSync(join(tmpdir(), 'hf-upstream-'));
-  const socketPath = join(dir, 'app.sock');
-  let index = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    respond(socket, index++);
-  });
-  server.listen(socketPath);
-  await once(server, 'listening');
-  t.after(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => server.close(r));
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { socketPath, connections: () => index };
-}
-
-function poolFor(socketPath: string, t: { after(fn: () => unknown): void }, idleTimeoutMs = 4_000): TargetPool {
-  const pool = new TargetPool({ kind: 'unix', socketPath }, idleTimeoutMs);
+/** A pool to `app`: a Unix socket path, or a target. */
+function poolFor(app: string | UpstreamTarget, t: { after(fn: () => unknown): void }, idleTimeoutMs = 4_000): TargetPool {
+  const pool = new TargetPool(typeof app === 'string' ? { kind: 'unix', socketPath: app } : app, idleTimeoutMs);
   t.after(() => pool.destroy());
   return pool;
 }
@@ -177,7 +158,7 @@ test('a connection opened ahead that the app closed meanwhile: the request goes 
       socket.end(`HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n${index}`);
     });
   });
-  const pool = poolFor(app.socketPath, t);
+  const pool = poolFor(app.target, t);
   assert.equal((await exchange(pool, {})).body, '0');
   assert.equal((await exchange(pool, {})).body, '1'); // and connection 2 opened ahead
   await new Promise((r) => setTimeout(r, 80)); // the app closed it
@@ -194,7 +175,7 @@ test('a reused connection the app closed as the request was written: the request
       else socket.destroy();
     });
   });
-  const pool = poolFor(app.socketPath, t);
+  const pool = poolFor(app.target, t);
   assert.equal((await exchange(pool, {})).body, '0');
   assert.equal((await exchange(pool, {})).body, '1');
   assert.equal(app.connections(), 2);
@@ -208,7 +189,7 @@ test('a request with a streamed body is not sent twice after a keep-alive race: 
       else socket.destroy();
     });
   });
-  const pool = poolFor(app.socketPath, t);
+  const pool = poolFor(app.target, t);
   assert.equal((await exchange(pool, {})).body, 'ok');
   await assert.rejects(exchange(pool, { method: 'POST', body: Readable.from([Buffer.from('abc')]) }), (error: NodeJS.ErrnoException) => typeof error.code === 'string');
 });
@@ -219,7 +200,7 @@ test('a body delimited by the end of the connection (HTTP/1.0 style) arrives who
       socket.end('HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it, until EOF');
     });
   });
-  const pool = poolFor(app.socketPath, t);
+  const pool = poolFor(app.target, t);
   const r = await exchange(pool, {});
   assert.equal(r.body, 'all of it, until EOF');
   await new Promise((r) => setTimeout(r, 20));
@@ -276,7 +257,7 @@ test('an invalid response is an error with its code, and its connection is not r
   const app = await rawServer(t, (socket) => {
     socket.once('data', () => socket.write('NOT HTTP AT ALL\r\n\r\n'));
   });
-  const pool = poolFor(app.socketPath, t);
+  const pool = poolFor(app.target, t);
   await assert.rejects(exchange(pool, {}), (error: NodeJS.ErrnoException) => error.code === UPSTREAM_INVALID);
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(pool.stats.connected, 0);

@@ -5,13 +5,10 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { once } from 'node:events';
 import { lookup } from 'node:dns/promises';
 import { UpstreamWire, type WireEvents } from '../../../src/proxy/upstream-wire';
-import type { UpstreamTarget } from '../../../src/core/process-handle';
+import { eventually, rawServer, socketDir } from '../../helpers/proxy-fakes';
 
 /** Records what a wire reports; `closed` settles on wireClosed. */
 class Recorder implements WireEvents {
@@ -34,38 +31,15 @@ class Recorder implements WireEvents {
     this.errors.push(error);
     this.#failed?.(error);
   }
+  wireConnectTimedOut(): void {
+    assert.fail('connect timed out');
+  }
   wireDrained(): void {
     this.drained++;
   }
   wireClosed(): void {
     this.#closed();
   }
-}
-
-/**
- * A server that hands each accepted socket to `onSocket` (`accepted`: the first one), closed with its
- * sockets after the test.
- */
-async function server(t: TestContext, onSocket: (socket: net.Socket) => void, unixPath?: string, host = '127.0.0.1'): Promise<{ target: UpstreamTarget; accepted: Promise<net.Socket> }> {
-  const sockets = new Set<net.Socket>();
-  let first: (socket: net.Socket) => void;
-  const accepted = new Promise<net.Socket>((resolve) => (first = resolve));
-  const srv = net.createServer((socket) => {
-    first(socket);
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    onSocket(socket);
-  });
-  if (unixPath !== undefined) srv.listen(unixPath);
-  else srv.listen(0, host);
-  await once(srv, 'listening');
-  t.after(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise((resolve) => srv.close(resolve));
-  });
-  if (unixPath !== undefined) return { target: { kind: 'unix', socketPath: unixPath }, accepted };
-  return { target: { kind: 'tcp', host, port: (srv.address() as net.AddressInfo).port }, accepted };
 }
 
 function received(socket: net.Socket, bytes: number): Promise<Buffer> {
@@ -81,9 +55,9 @@ function received(socket: net.Socket, bytes: number): Promise<Buffer> {
 }
 
 test('writes made while connecting go out once connected, in order, each `done` after its bytes left', async (t) => {
-  const app = await server(t, () => undefined);
+  const app = await rawServer(t, () => undefined, '127.0.0.1');
   const recorder = new Recorder();
-  const wire = new UpstreamWire(app.target, recorder, 5_000, () => assert.fail('connect timed out'));
+  const wire = new UpstreamWire(app.target, recorder, 5_000);
   const done: string[] = [];
   assert.equal(wire.connecting, true);
   assert.equal(wire.write('abc', () => done.push('string')), false, 'queued while connecting');
@@ -100,12 +74,10 @@ test('writes made while connecting go out once connected, in order, each `done` 
 });
 
 test('a Unix socket, and the app closing its end: wireEnded', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'hf-wire-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const app = await server(t, (socket) => socket.end('bye'), join(dir, 'app.sock'));
+  const app = await rawServer(t, (socket) => socket.end('bye'));
   const recorder = new Recorder();
-  const wire = new UpstreamWire(app.target, recorder, 5_000, () => assert.fail('connect timed out'));
-  while (recorder.ended === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  const wire = new UpstreamWire(app.target, recorder, 5_000);
+  await eventually(() => recorder.ended > 0, 5_000, 'wireEnded');
   wire.close();
   await recorder.closed;
   assert.deepEqual(recorder.errors, []);
@@ -114,26 +86,23 @@ test('a Unix socket, and the app closing its end: wireEnded', async (t) => {
 test('a host name is looked up before connecting', async (t) => {
   // Listening where the name points on this machine (127.0.0.1 or ::1).
   const { address } = await lookup('localhost');
-  const app = await server(t, () => undefined, undefined, address);
+  const app = await rawServer(t, () => undefined, address);
   const recorder = new Recorder();
-  const wire = new UpstreamWire({ kind: 'tcp', host: 'localhost', port: (app.target as { port: number }).port }, recorder, 5_000, () => assert.fail('connect timed out'));
+  const wire = new UpstreamWire({ kind: 'tcp', host: 'localhost', port: (app.target as { port: number }).port }, recorder, 5_000);
   wire.write('ping');
   assert.equal((await received(await app.accepted, 4)).toString(), 'ping');
   wire.close();
   await recorder.closed;
 });
 
-test('nobody listening: the failure has the code and message Node gives (connect ECONNREFUSED address), queued writes never run', async (t) => {
-  const app = await server(t, () => undefined);
-  const port = (app.target as { port: number }).port;
-  // Take the port away: a closed port refuses.
+test('nobody listening: the failure has the code and message Node gives (connect ECONNREFUSED address), queued writes never run', async () => {
+  // A port just given back: nobody listens there.
   const probe = net.createServer();
   await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
   const freePort = (probe.address() as net.AddressInfo).port;
   await new Promise((resolve) => probe.close(resolve));
-  assert.notEqual(freePort, port);
   const recorder = new Recorder();
-  const wire = new UpstreamWire({ kind: 'tcp', host: '127.0.0.1', port: freePort }, recorder, 5_000, () => assert.fail('connect timed out'));
+  const wire = new UpstreamWire({ kind: 'tcp', host: '127.0.0.1', port: freePort }, recorder, 5_000);
   let written = false;
   wire.write('lost', () => (written = true));
   const error = (await recorder.failure()) as NodeJS.ErrnoException;
@@ -147,10 +116,10 @@ test('nobody listening: the failure has the code and message Node gives (connect
 });
 
 test('a Unix socket path with nobody behind it: ENOENT', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'hf-wire-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = socketDir();
+  t.after(dir.remove);
   const recorder = new Recorder();
-  const wire = new UpstreamWire({ kind: 'unix', socketPath: join(dir, 'nobody.sock') }, recorder, 5_000, () => assert.fail('connect timed out'));
+  const wire = new UpstreamWire({ kind: 'unix', socketPath: join(dir.dir, 'nobody.sock') }, recorder, 5_000);
   wire.write('lost');
   const error = (await recorder.failure()) as NodeJS.ErrnoException;
   assert.equal(error.code, 'ENOENT');
@@ -160,11 +129,11 @@ test('a Unix socket path with nobody behind it: ENOENT', async (t) => {
 
 /** A connected wire to an app that does not read (its socket paused). */
 async function stalledApp(t: TestContext): Promise<{ wire: UpstreamWire; recorder: Recorder; socket: net.Socket }> {
-  const app = await server(t, (socket) => socket.pause());
+  const app = await rawServer(t, (socket) => socket.pause(), '127.0.0.1');
   const recorder = new Recorder();
-  const wire = new UpstreamWire(app.target, recorder, 5_000, () => assert.fail('connect timed out'));
+  const wire = new UpstreamWire(app.target, recorder, 5_000);
   const socket = await app.accepted;
-  while (wire.connecting) await new Promise((resolve) => setTimeout(resolve, 5));
+  await eventually(() => !wire.connecting, 5_000, 'connected');
   return { wire, recorder, socket };
 }
 
@@ -183,7 +152,7 @@ test('back-pressure: a write the kernel cannot take says so, wireDrained follows
   const all = received(socket, sent);
   socket.resume();
   assert.equal((await all).length, sent);
-  while (recorder.drained === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  await eventually(() => recorder.drained > 0, 5_000, 'wireDrained');
   wire.close();
   await recorder.closed;
   assert.deepEqual(recorder.errors, []);
