@@ -18,72 +18,7 @@ import { lookup } from 'node:dns';
 import { isIP } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import type { UpstreamTarget } from '../core/process-handle';
-
-/** A libuv stream handle as Node's bindings make it (lib/net.js uses the same methods). */
-export interface WireHandle {
-  isStreamBase?: boolean;
-  _consumed?: boolean;
-  /** Called by C++ with the read result in streamBaseState[kReadBytesOrError]. */
-  onread: (() => void) | null;
-  readStart(): number;
-  readStop(): number;
-  close(callback: () => void): void;
-  writeLatin1String(req: WriteRequest, data: string): number;
-  writeBuffer(req: WriteRequest, data: Buffer): number;
-  writev(req: WriteRequest, chunks: Buffer[], allBuffers: boolean): number;
-  setNoDelay?(enable: boolean): number;
-  connect(req: ConnectRequest, address: string, port?: number): number;
-  connect6?(req: ConnectRequest, address: string, port: number): number;
-}
-
-interface ConnectRequest {
-  oncomplete: (status: number) => void;
-}
-
-interface WriteRequest {
-  oncomplete: (this: WriteRequest, status: number) => void;
-  /** Kept referenced until libuv is done with it (a Buffer is written from its own memory). */
-  data: string | Buffer | Buffer[] | null;
-  wire: UpstreamWire | null;
-  done: (() => void) | null;
-}
-
-interface Bindings {
-  TCP: new (type: number) => WireHandle;
-  TCPConnectWrap: new () => ConnectRequest;
-  tcpSocket: number;
-  Pipe: new (type: number) => WireHandle;
-  PipeConnectWrap: new () => ConnectRequest;
-  pipeSocket: number;
-  WriteWrap: new () => WriteRequest;
-  streamBaseState: Int32Array;
-  kReadBytesOrError: number;
-  kLastWriteWasAsync: number;
-  uvEof: number;
-}
-
-function loadBindings(): Bindings {
-  // process.binding() is the supported way to these (deprecated in documentation only, DEP0111).
-  const binding = (name: string): Record<string, unknown> => (process as unknown as { binding(name: string): Record<string, unknown> }).binding(name);
-  const tcp = binding('tcp_wrap');
-  const pipe = binding('pipe_wrap');
-  const stream = binding('stream_wrap');
-  return {
-    TCP: tcp['TCP'] as Bindings['TCP'],
-    TCPConnectWrap: tcp['TCPConnectWrap'] as Bindings['TCPConnectWrap'],
-    tcpSocket: (tcp['constants'] as { SOCKET: number }).SOCKET,
-    Pipe: pipe['Pipe'] as Bindings['Pipe'],
-    PipeConnectWrap: pipe['PipeConnectWrap'] as Bindings['PipeConnectWrap'],
-    pipeSocket: (pipe['constants'] as { SOCKET: number }).SOCKET,
-    WriteWrap: stream['WriteWrap'] as Bindings['WriteWrap'],
-    streamBaseState: stream['streamBaseState'] as Int32Array,
-    kReadBytesOrError: stream['kReadBytesOrError'] as number,
-    kLastWriteWasAsync: stream['kLastWriteWasAsync'] as number,
-    uvEof: binding('uv')['UV_EOF'] as number,
-  };
-}
-
-const B = loadBindings();
+import { B, type ConnectRequest, type WireHandle, type WriteRequest } from './libuv-stream';
 
 /** A failed system call, shaped as Node's own socket errors are (`code`, `errno`, `syscall`). */
 export class WireError extends Error {
@@ -115,10 +50,10 @@ export interface WireEvents {
 }
 
 function onWriteComplete(this: WriteRequest, status: number): void {
-  const wire = this.wire!;
+  const wire = this.owner as UpstreamWire;
   const done = this.done;
   this.data = null;
-  this.wire = null;
+  this.owner = null;
   this.done = null;
   wire.written(status, done);
 }
@@ -249,7 +184,7 @@ export class UpstreamWire {
     }
     if (B.streamBaseState[B.kLastWriteWasAsync] !== 0) {
       req.data = data;
-      req.wire = this;
+      req.owner = this;
       req.done = done;
       this.#pending++;
       return false;
