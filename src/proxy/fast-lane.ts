@@ -8,9 +8,17 @@
 // holdfast answers itself) hands the connection, from that request's first byte, to Node's
 // http.Server, which serves it from then on with every check and error answer it has. So the lane
 // only ever changes how fast a request is served, never how it is answered.
+//
+// While the lane serves a connection it reads and writes the socket's libuv handle itself (its
+// `onread`, and writes as lib/net.js makes them), not through net.Socket's Readable and Writable
+// streams: they cost a tick, a few events and their state for every read and every write. The
+// net.Socket stays the connection's face for everything else: EOF, errors, close, `end()`, and
+// Node's server when the connection goes there (its `onread` is given back first).
 
 import { STATUS_CODES, validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Socket } from 'node:net';
+import { B, type WireHandle, type WriteRequest } from './libuv-stream';
+import { WireError } from './upstream-wire';
 import type { VisitorHeaders, VisitorRequest, VisitorResponse } from './visitor';
 
 /** A head longer than this goes to Node (whose own limit, 16 KiB, then applies). */
@@ -147,6 +155,7 @@ function httpDate(): string {
 }
 
 const CRLF = '\r\n';
+const CRLF_BUFFER = Buffer.from(CRLF, 'latin1');
 /** A body chunk up to this size is copied behind the head into one buffer; a bigger one goes in a writev. */
 const COPY_WITH_HEAD_BYTES = 16 * 1024;
 const LAST_CHUNK = '0\r\n\r\n';
@@ -159,7 +168,6 @@ export class FastResponse implements VisitorResponse {
   shouldKeepAlive: boolean;
   readonly req: FastRequest;
   readonly #connection: FastConnection;
-  readonly #socket: Socket;
   #chunked = false;
   #noBody: boolean;
   /** The head, until it is written with the first body bytes or the end. */
@@ -169,14 +177,13 @@ export class FastResponse implements VisitorResponse {
 
   constructor(connection: FastConnection, req: FastRequest) {
     this.#connection = connection;
-    this.#socket = connection.socket;
     this.req = req;
     this.shouldKeepAlive = !req.close;
     this.#noBody = req.method === 'HEAD';
   }
 
   get destroyed(): boolean {
-    return this.#socket.destroyed;
+    return this.#connection.socket.destroyed;
   }
 
   writeHead(statusCode: number, textOrHeaders: string | VisitorHeaders, maybeHeaders?: VisitorHeaders): this {
@@ -241,31 +248,20 @@ export class FastResponse implements VisitorResponse {
 
   write(chunk: Buffer): boolean {
     if (this.#noBody || chunk.length === 0) return true;
-    const socket = this.#socket;
+    const connection = this.#connection;
     const head = this.#head;
     if (!this.#chunked) {
-      if (head === null) return socket.write(chunk);
+      if (head === null) return connection.send(chunk);
       this.#head = null;
-      if (chunk.length > COPY_WITH_HEAD_BYTES) {
-        socket.cork();
-        socket.write(head, 'latin1');
-        const ok = socket.write(chunk);
-        socket.uncork();
-        return ok;
-      }
-      // One buffer, one write: cheaper than a corked writev for the small answers most are.
+      if (chunk.length > COPY_WITH_HEAD_BYTES) return connection.send([Buffer.from(head, 'latin1'), chunk]);
+      // One buffer, one write: cheaper than a writev for the small answers most are.
       const bytes = Buffer.allocUnsafe(head.length + chunk.length);
       bytes.write(head, 0, 'latin1');
       chunk.copy(bytes, head.length);
-      return socket.write(bytes);
+      return connection.send(bytes);
     }
     this.#head = null;
-    socket.cork();
-    socket.write(`${head ?? ''}${chunk.length.toString(16)}${CRLF}`, 'latin1');
-    socket.write(chunk);
-    const ok = socket.write(CRLF, 'latin1');
-    socket.uncork();
-    return ok;
+    return connection.send([Buffer.from(`${head ?? ''}${chunk.length.toString(16)}${CRLF}`, 'latin1'), chunk, CRLF_BUFFER]);
   }
 
   end(body?: string | Buffer): this {
@@ -274,30 +270,30 @@ export class FastResponse implements VisitorResponse {
     if (body !== undefined && body.length > 0) this.write(typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
     const head = this.#head;
     this.#head = null;
-    if (head !== null || this.#chunked) this.#socket.write(`${head ?? ''}${this.#chunked ? LAST_CHUNK : ''}`, 'latin1');
+    if (head !== null || this.#chunked) this.#connection.send(`${head ?? ''}${this.#chunked ? LAST_CHUNK : ''}`);
     this.writableFinished = true;
     this.#connection.responseDone(this);
     return this;
   }
 
   destroy(): this {
-    this.#socket.destroy();
+    this.#connection.socket.destroy();
     return this;
   }
 
   writeContinue(): void {
-    this.#socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+    this.#connection.send('HTTP/1.1 100 Continue\r\n\r\n');
   }
 
   writeEarlyHints(hints: { link: string[] }): void {
     const link = hints.link.join(', ');
     if (!FIELD_VALUE.test(link)) return;
-    this.#socket.write(`HTTP/1.1 103 Early Hints\r\nLink: ${link}\r\n\r\n`, 'latin1');
+    this.#connection.send(`HTTP/1.1 103 Early Hints\r\nLink: ${link}\r\n\r\n`);
   }
 
   on(event: 'close' | 'drain' | 'error', listener: (...args: unknown[]) => void): this {
     if (event === 'close') this.#onClose.push(listener as () => void);
-    else if (event === 'drain') this.#socket.on('drain', listener as () => void);
+    else if (event === 'drain') this.#connection.onDrain(listener as () => void);
     // 'error': a failed write shows as the socket's error and close, reported as 'close' here.
     return this;
   }
@@ -306,8 +302,8 @@ export class FastResponse implements VisitorResponse {
     return this.on(event, listener);
   }
 
-  off(event: 'drain', listener: (...args: unknown[]) => void): this {
-    this.#socket.off(event, listener as () => void);
+  off(_event: 'drain', listener: (...args: unknown[]) => void): this {
+    this.#connection.offDrain(listener as () => void);
     return this;
   }
 
@@ -323,6 +319,21 @@ export class FastResponse implements VisitorResponse {
 
 function closeResponse(res: FastResponse): void {
   res.closed();
+}
+
+/** A write to a visitor's handle completed after send() returned (libuv had to queue it). */
+function onVisitorWriteComplete(this: WriteRequest, status: number): void {
+  const connection = this.owner as FastConnection;
+  this.data = null;
+  this.owner = null;
+  connection.written(status);
+}
+
+/** The handle of a plain TCP or Unix socket, which the lane may drive itself; null for anything else. */
+function driveableHandle(socket: Socket): WireHandle | null {
+  const handle = (socket as unknown as { _handle?: WireHandle | null })._handle as object | null | undefined;
+  if (handle === null || handle === undefined || (handle as WireHandle)._consumed === true || typeof (handle as WireHandle).onread !== 'function') return null;
+  return handle instanceof B.TCP || handle instanceof B.Pipe ? handle : null;
 }
 
 export interface FastLaneOptions {
@@ -351,11 +362,23 @@ export class FastConnection {
   #ended = false;
   #paused = false;
   idleSinceMs = 0;
+  /** The socket's handle, read and written by the lane itself; null: through net.Socket. */
+  #handle: WireHandle | null;
+  /** net.Socket's own onread, for EOF and errors, and given back with the connection to Node's server. */
+  #nodeOnread: WireHandle['onread'] = null;
+  /** Writes libuv queued (the kernel did not take them at once) and has not finished. */
+  #queuedWrites = 0;
+  #onDrain: Array<() => void> = [];
 
   constructor(lane: FastLane, socket: Socket) {
     this.lane = lane;
     this.socket = socket;
-    socket.on('data', this.#onData);
+    const handle = driveableHandle(socket);
+    this.#handle = handle;
+    if (handle !== null) {
+      this.#nodeOnread = handle.onread;
+      handle.onread = this.#onRead;
+    } else socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('error', this.#onError);
     socket.on('close', this.#onClose);
@@ -365,14 +388,110 @@ export class FastConnection {
     return this.#current !== null;
   }
 
+  /** The handle read something (called by C++, as net.Socket's onread is). */
+  readonly #onRead = (arrayBuffer?: ArrayBuffer): unknown => {
+    const nread = B.streamBaseState[B.kReadBytesOrError]!;
+    if (nread > 0) {
+      const offset = B.streamBaseState[B.kArrayBufferOffset]!;
+      if (!this.socket.destroyed) this.#onData(Buffer.from(arrayBuffer!, offset, nread));
+      return undefined;
+    }
+    if (nread === 0) return undefined;
+    // EOF or a read error: net.Socket's own handling ('end', or 'error' and 'close').
+    return this.#nodeOnread!.call(this.#handle, arrayBuffer);
+  };
+
+  #pauseReading(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    const handle = this.#handle;
+    if (handle === null) this.socket.pause();
+    else if (!this.socket.destroyed) {
+      // As net.Socket stops its handle: its _read() starts it again if Node's server reads on.
+      handle.reading = false;
+      handle.readStop();
+    }
+  }
+
+  #resumeReading(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    const handle = this.#handle;
+    if (handle === null) this.socket.resume();
+    else if (!this.socket.destroyed) {
+      handle.reading = true;
+      handle.readStart();
+    }
+  }
+
+  /**
+   * Write latin1 text, a Buffer, or Buffers in one writev, after everything written before. False
+   * when the kernel did not take it all at once: the 'drain' listeners run when it has.
+   */
+  send(data: string | Buffer | Buffer[]): boolean {
+    const socket = this.socket;
+    const handle = this.#handle;
+    // net.Socket sends what it holds before anything given to it later: while it holds something,
+    // or once it is ended, everything goes through it.
+    if (handle === null || socket.writableLength !== 0 || !socket.writable) return this.#sendThroughSocket(data);
+    const req = new B.WriteWrap();
+    req.oncomplete = onVisitorWriteComplete;
+    let status: number;
+    if (typeof data === 'string') status = handle.writeLatin1String(req, data);
+    else if (Buffer.isBuffer(data)) status = handle.writeBuffer(req, data);
+    else status = handle.writev(req, data, true);
+    if (status !== 0) {
+      socket.destroy(new WireError(status, 'write'));
+      return false;
+    }
+    if (B.streamBaseState[B.kLastWriteWasAsync] === 0) return true;
+    req.data = data;
+    req.owner = this;
+    this.#queuedWrites++;
+    return false;
+  }
+
+  #sendThroughSocket(data: string | Buffer | Buffer[]): boolean {
+    const socket = this.socket;
+    if (typeof data === 'string') return socket.write(data, 'latin1');
+    if (Buffer.isBuffer(data)) return socket.write(data);
+    socket.cork();
+    let ok = true;
+    for (const chunk of data) ok = socket.write(chunk);
+    socket.uncork();
+    return ok;
+  }
+
+  /** For onVisitorWriteComplete. */
+  written(status: number): void {
+    this.#queuedWrites--;
+    if (this.socket.destroyed) return;
+    if (status < 0) {
+      this.socket.destroy(new WireError(status, 'write'));
+      return;
+    }
+    if (this.#queuedWrites === 0 && this.#onDrain.length > 0) {
+      for (const listener of [...this.#onDrain]) listener();
+    }
+  }
+
+  /** 'drain' of what send() wrote, straight or through the socket. */
+  onDrain(listener: () => void): void {
+    this.#onDrain.push(listener);
+    this.socket.on('drain', listener);
+  }
+
+  offDrain(listener: () => void): void {
+    const at = this.#onDrain.indexOf(listener);
+    if (at >= 0) this.#onDrain.splice(at, 1);
+    this.socket.off('drain', listener);
+  }
+
   readonly #onData = (chunk: Buffer): void => {
     if (this.#current !== null) {
       // Pipelined: served after the current answer.
       this.#pending = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
-      if (this.#pending.length > MAX_PENDING_BYTES && !this.#paused) {
-        this.#paused = true;
-        this.socket.pause();
-      }
+      if (this.#pending.length > MAX_PENDING_BYTES) this.#pauseReading();
       return;
     }
     this.lane.busy(this);
@@ -402,7 +521,10 @@ export class FastConnection {
   /** Node's server serves this connection from now on, starting with `data`. */
   #toNode(data: Buffer): void {
     const socket = this.socket;
-    socket.off('data', this.#onData);
+    if (this.#handle !== null) {
+      this.#handle.onread = this.#nodeOnread;
+      this.#handle = null;
+    } else socket.off('data', this.#onData);
     socket.off('end', this.#onEnd);
     socket.off('error', this.#onError);
     socket.off('close', this.#onClose);
@@ -422,10 +544,7 @@ export class FastConnection {
       this.socket.end(() => this.socket.destroy());
       return;
     }
-    if (this.#paused) {
-      this.#paused = false;
-      this.socket.resume();
-    }
+    this.#resumeReading();
     const pending = this.#pending;
     if (pending !== null) {
       this.#pending = null;

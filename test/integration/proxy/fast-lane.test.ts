@@ -7,6 +7,9 @@ import { once } from 'node:events';
 import { connect, eventually, rawAnswer, request } from '../../helpers/proxy-fakes';
 import { startRig, type ProxyRig } from '../../helpers/proxy-setup';
 
+/** How much of /huge the app has handed to its connection so far. */
+let hugeSent = 0;
+
 function app(req: http.IncomingMessage, res: http.ServerResponse): void {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
@@ -41,6 +44,31 @@ function app(req: http.IncomingMessage, res: http.ServerResponse): void {
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': 1 << 20 });
         res.end(Buffer.alloc(1 << 20, 7));
         return;
+      case '/huge': {
+        // 32 MiB in 64 KiB writes, each after the last was taken: far more than the sockets between
+        // here and a visitor who does not read can hold.
+        const total = 32 << 20;
+        const chunk = Buffer.alloc(64 << 10, 9);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
+        let sent = 0;
+        hugeSent = 0;
+        const more = (): void => {
+          while (sent < total) {
+            sent += chunk.length;
+            hugeSent = sent;
+            if (sent >= total) {
+              res.end(chunk);
+              return;
+            }
+            if (!res.write(chunk)) {
+              res.once('drain', more);
+              return;
+            }
+          }
+        };
+        more();
+        return;
+      }
       default:
         res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': ['a=1', 'b=2'] });
         res.end(seen);
@@ -208,6 +236,63 @@ test('a big answer goes through the lane with back-pressure, intact', async () =
     } finally {
       agent.destroy();
     }
+  });
+});
+
+test('a visitor who stops reading holds the answer back (the app is paused), then gets every byte and the next answer on the same connection', async () => {
+  await withRigs(async (fast) => {
+    const socket = await connect(fast.port);
+    socket.pause();
+    socket.write('GET /huge HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\n');
+    await eventually(() => fast.upstreams[0]!.requests.length === 1, 2_000, 'the request at the app');
+    // The app's writes must stall: what the kernel holds between the app, holdfast and the visitor
+    // is a few MiB, the answer 32 MiB.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(fast.upstreams[0]!.requests.length, 1, 'the pipelined request waits for the answer before it');
+    assert.ok(hugeSent < 32 << 20, `the app was held back (it had written ${hugeSent} bytes)`);
+    let bytes = 0;
+    let nines = 0;
+    let text = '';
+    const bodyStart = { at: -1 };
+    socket.on('data', (chunk: Buffer) => {
+      if (bodyStart.at < 0) {
+        text += chunk.toString('latin1');
+        const end = text.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        bodyStart.at = end + 4;
+        chunk = Buffer.from(text.slice(end + 4), 'latin1');
+        text = text.slice(0, end + 4);
+      }
+      const take = Math.min(chunk.length, (32 << 20) - bytes);
+      for (let i = 0; i < take; i++) if (chunk[i] === 9) nines++;
+      bytes += take;
+      if (take < chunk.length) text += chunk.subarray(take).toString('latin1');
+    });
+    socket.resume();
+    await eventually(() => bytes === 32 << 20 && text.includes('"url":"/json"'), 10_000, 'the whole answer and the next one');
+    assert.equal(nines, 32 << 20);
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(text.slice(text.indexOf('\r\n\r\n') + 4), /^HTTP\/1\.1 200 OK\r\n/);
+    socket.destroy();
+  });
+});
+
+test('a flood of pipelined requests (more than the lane holds unread) is answered in order, each once', async () => {
+  await withRigs(async (fast) => {
+    const socket = await connect(fast.port);
+    const count = 300;
+    const padding = 'p'.repeat(400);
+    let text = '';
+    for (let i = 0; i < count; i++) text += `GET /n${i} HTTP/1.1\r\nHost: x\r\nX-Pad: ${padding}\r\n\r\n`;
+    assert.ok(text.length > 64 * 1024);
+    const answered = rawAnswer(socket, 10_000);
+    socket.write(`${text}GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    const answers = parseAnswers(await answered, new Array<boolean>(count + 1).fill(false));
+    assert.equal(answers.length, count + 1);
+    answers.forEach((answer, i) => {
+      assert.equal(answer.status, 'HTTP/1.1 200 OK');
+      assert.equal((JSON.parse(answer.body) as { url: string }).url, i === count ? '/last' : `/n${i}`);
+    });
   });
 });
 
