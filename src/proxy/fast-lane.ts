@@ -329,8 +329,13 @@ function onVisitorWriteComplete(this: WriteRequest, status: number): void {
   connection.written(status);
 }
 
-/** The handle of a plain TCP or Unix socket, which the lane may drive itself; null for anything else. */
+/**
+ * The handle of a plain TCP or Unix socket, which the lane may drive itself; null for anything else,
+ * and for a socket that holds bytes already read (a connection an app process gave back with the
+ * request it had read, unshifted): those come as 'data', so the lane reads that one through net.Socket.
+ */
 function driveableHandle(socket: Socket): WireHandle | null {
+  if (socket.readableLength > 0) return null;
   const handle = (socket as unknown as { _handle?: WireHandle | null })._handle as object | null | undefined;
   if (handle === null || handle === undefined || (handle as WireHandle)._consumed === true || typeof (handle as WireHandle).onread !== 'function') return null;
   return handle instanceof B.TCP || handle instanceof B.Pipe ? handle : null;
