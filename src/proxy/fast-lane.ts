@@ -17,7 +17,7 @@
 
 import { STATUS_CODES, validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Socket } from 'node:net';
-import { B, type WireHandle, type WriteRequest } from './libuv-stream';
+import { B, writeToHandle, type WireHandle, type WriteRequest } from './libuv-stream';
 import { WireError } from './upstream-wire';
 import type { VisitorHeaders, VisitorRequest, VisitorResponse } from './visitor';
 
@@ -336,9 +336,9 @@ function onVisitorWriteComplete(this: WriteRequest, status: number): void {
  */
 function driveableHandle(socket: Socket): WireHandle | null {
   if (socket.readableLength > 0) return null;
-  const handle = (socket as unknown as { _handle?: WireHandle | null })._handle as object | null | undefined;
-  if (handle === null || handle === undefined || (handle as WireHandle)._consumed === true || typeof (handle as WireHandle).onread !== 'function') return null;
-  return handle instanceof B.TCP || handle instanceof B.Pipe ? handle : null;
+  const handle: unknown = (socket as unknown as { _handle?: unknown })._handle;
+  if (!(handle instanceof B.TCP || handle instanceof B.Pipe)) return null;
+  return handle._consumed === true || typeof handle.onread !== 'function' ? null : handle;
 }
 
 export interface FastLaneOptions {
@@ -406,26 +406,19 @@ export class FastConnection {
     return this.#nodeOnread!.call(this.#handle, arrayBuffer);
   };
 
-  #pauseReading(): void {
-    if (this.#paused) return;
-    this.#paused = true;
+  /** Stop reading the visitor (`false`: too many pipelined bytes held) or read on (`true`). */
+  #reading(on: boolean): void {
+    if (this.#paused !== on) return;
+    this.#paused = !on;
     const handle = this.#handle;
-    if (handle === null) this.socket.pause();
-    else if (!this.socket.destroyed) {
-      // As net.Socket stops its handle: its _read() starts it again if Node's server reads on.
-      handle.reading = false;
-      handle.readStop();
-    }
-  }
-
-  #resumeReading(): void {
-    if (!this.#paused) return;
-    this.#paused = false;
-    const handle = this.#handle;
-    if (handle === null) this.socket.resume();
-    else if (!this.socket.destroyed) {
-      handle.reading = true;
-      handle.readStart();
+    if (handle === null) {
+      if (on) this.socket.resume();
+      else this.socket.pause();
+    } else if (!this.socket.destroyed) {
+      // As net.Socket drives its handle: its _read() starts it again if Node's server reads on.
+      handle.reading = on;
+      if (on) handle.readStart();
+      else handle.readStop();
     }
   }
 
@@ -439,20 +432,14 @@ export class FastConnection {
     // net.Socket sends what it holds before anything given to it later: while it holds something,
     // or once it is ended, everything goes through it.
     if (handle === null || socket.writableLength !== 0 || !socket.writable) return this.#sendThroughSocket(data);
-    const req = new B.WriteWrap();
-    req.oncomplete = onVisitorWriteComplete;
-    let status: number;
-    if (typeof data === 'string') status = handle.writeLatin1String(req, data);
-    else if (Buffer.isBuffer(data)) status = handle.writeBuffer(req, data);
-    else status = handle.writev(req, data, true);
-    if (status !== 0) {
-      socket.destroy(new WireError(status, 'write'));
+    const written = writeToHandle(handle, data, onVisitorWriteComplete);
+    if (typeof written !== 'number') {
+      written.owner = this;
+      this.#queuedWrites++;
       return false;
     }
-    if (B.streamBaseState[B.kLastWriteWasAsync] === 0) return true;
-    req.data = data;
-    req.owner = this;
-    this.#queuedWrites++;
+    if (written === 0) return true;
+    socket.destroy(new WireError(written, 'write'));
     return false;
   }
 
@@ -496,7 +483,7 @@ export class FastConnection {
     if (this.#current !== null) {
       // Pipelined: served after the current answer.
       this.#pending = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
-      if (this.#pending.length > MAX_PENDING_BYTES) this.#pauseReading();
+      if (this.#pending.length > MAX_PENDING_BYTES) this.#reading(false);
       return;
     }
     this.lane.busy(this);
@@ -549,7 +536,7 @@ export class FastConnection {
       this.socket.end(() => this.socket.destroy());
       return;
     }
-    this.#resumeReading();
+    this.#reading(true);
     const pending = this.#pending;
     if (pending !== null) {
       this.#pending = null;

@@ -74,3 +74,20 @@ function loadBindings(): Bindings {
 }
 
 export const B = loadBindings();
+
+/**
+ * Hands `data` to libuv on `handle`: a latin1 string, a Buffer, or Buffers in one writev. Returns
+ * 0 when the kernel took it all, a negative libuv error, or the request when libuv had to queue it:
+ * `oncomplete` runs on it once done, and it keeps `data` referenced until then.
+ */
+export function writeToHandle(handle: WireHandle, data: string | Buffer | Buffer[], oncomplete: WriteRequest['oncomplete']): number | WriteRequest {
+  const req = new B.WriteWrap();
+  req.oncomplete = oncomplete;
+  let status: number;
+  if (typeof data === 'string') status = handle.writeLatin1String(req, data);
+  else if (Buffer.isBuffer(data)) status = handle.writeBuffer(req, data);
+  else status = handle.writev(req, data, true);
+  if (status !== 0 || B.streamBaseState[B.kLastWriteWasAsync] === 0) return status;
+  req.data = data;
+  return req;
+}

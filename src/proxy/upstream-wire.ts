@@ -18,7 +18,7 @@ import { lookup } from 'node:dns';
 import { isIP } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import type { UpstreamTarget } from '../core/process-handle';
-import { B, type ConnectRequest, type WireHandle, type WriteRequest } from './libuv-stream';
+import { B, writeToHandle, type ConnectRequest, type WireHandle, type WriteRequest } from './libuv-stream';
 
 /** A failed system call, shaped as Node's own socket errors are (`code`, `errno`, `syscall`). */
 export class WireError extends Error {
@@ -170,23 +170,17 @@ export class UpstreamWire {
   }
 
   #dispatch(data: string | Buffer | Buffer[], done: (() => void) | null): boolean {
-    const req = new B.WriteWrap();
-    req.oncomplete = onWriteComplete;
-    let status: number;
-    if (typeof data === 'string') status = this.handle.writeLatin1String(req, data);
-    else if (Buffer.isBuffer(data)) status = this.handle.writeBuffer(req, data);
-    else status = this.handle.writev(req, data, true);
-    if (status !== 0) {
-      // Reported on the next tick, as net.Socket does: never from inside the caller's write.
-      const error = new WireError(status, 'write');
-      process.nextTick(() => this.#failed(error));
+    const written = writeToHandle(this.handle, data, onWriteComplete);
+    if (typeof written !== 'number') {
+      written.owner = this;
+      written.done = done;
+      this.#pending++;
       return false;
     }
-    if (B.streamBaseState[B.kLastWriteWasAsync] !== 0) {
-      req.data = data;
-      req.owner = this;
-      req.done = done;
-      this.#pending++;
+    if (written !== 0) {
+      // Reported on the next tick, as net.Socket does: never from inside the caller's write.
+      const error = new WireError(written, 'write');
+      process.nextTick(() => this.#failed(error));
       return false;
     }
     done?.();
