@@ -12,6 +12,11 @@
 // - a response that says `Connection: close` (gunicorn's sync workers, HTTP/1.0) or ends at EOF
 //   closes its connection; to such an app the next connection is opened while the current request
 //   is served, so that it waits in the app's accept queue and the app never waits for us to connect;
+// - when the app goes silent (no byte of any answer for SILENT_APP_MS) while requests wait for
+//   their answers on some of its connections and others sit idle here, the idle ones are closed: a
+//   server that serves one connection at a time may be waiting on one of them (puma -t 1:1 for
+//   200 ms after each answer, a blocking HTTP/1.1 server until it closes) while the requests it has
+//   not read wait in its accept queue; the close lets it move on at once;
 // - an idle connection is closed after the idle timeout, or earlier when the app announced a
 //   shorter `Keep-Alive: timeout=N`; a request that finds a reused connection closed under it
 //   before any answer (the keep-alive race) is sent once more on a fresh connection when it has
@@ -100,6 +105,13 @@ export const UPSTREAM_CONNECT_TIMEOUT = 'UPSTREAM_CONNECT_TIMEOUT';
 const CONNECT_TIMEOUT_MS = 10_000;
 /** The app's response is not valid HTTP/1.1 (llhttp's error in the message). */
 export const UPSTREAM_INVALID = 'UPSTREAM_INVALID_RESPONSE';
+
+/**
+ * How long an app may send no byte of any answer, while requests wait on some of its connections and
+ * others are idle here, before the idle ones are closed (see the policy above). Short: a server that
+ * works answers within it, and a needless close costs only a later connect.
+ */
+export const SILENT_APP_MS = 5;
 
 /** Subtracted from an announced Keep-Alive timeout, so that we close first (as undici does). */
 const KEEP_ALIVE_THRESHOLD_MS = 1_000;
@@ -355,6 +367,7 @@ class Connection implements WireEvents {
       for (const h of headers) this.#partialHeaders.push(h);
     };
     parser[kOnHeadersComplete] = (_vMajor: number, _vMinor: number, headers: string[] | undefined, _method: unknown, _url: unknown, statusCode: number, statusText: string, _upgrade: boolean, keepAlive: boolean): number => {
+      this.pool.answerBytes++;
       if (headers === undefined) {
         headers = this.#partialHeaders;
         this.#partialHeaders = [];
@@ -368,6 +381,7 @@ class Connection implements WireEvents {
       return exchange.headers(statusCode, headers, statusText ?? '', keepAlive);
     };
     parser[kOnBody] = (chunk: Buffer) => {
+      this.pool.answerBytes++;
       this.exchange?.data(chunk);
     };
     parser[kOnMessageComplete] = () => {
@@ -459,6 +473,13 @@ export class TargetPool {
   readonly #all = new Set<Connection>();
   /** The app's last response without keep-alive closed its connection (it does not keep connections). */
   closesAfterEachResponse = false;
+  /** Counts reads of answers (heads and body pieces) on any connection: whether the app is at work. */
+  answerBytes = 0;
+  /** Idle connections closed because the app went silent with requests waiting (SILENT_APP_MS). */
+  closedForSilence = 0;
+  /** The silence watch: armed while connections are idle here and others are busy. */
+  #watch: NodeJS.Timeout | null = null;
+  #watchedAnswerBytes = 0;
   #closing = false;
   #closed: (() => void) | null = null;
 
@@ -513,6 +534,40 @@ export class TargetPool {
     }
     connection.idleSinceMs = Date.now();
     this.#idle.push(connection);
+    if (this.#watch === null && this.#all.size > this.#idle.length) this.#armWatch();
+  }
+
+  #armWatch(): void {
+    this.#watchedAnswerBytes = this.answerBytes;
+    this.#watch = setTimeout(this.#watchFired, SILENT_APP_MS);
+    this.#watch.unref();
+  }
+
+  // Decided after the loop's next poll for I/O: answers that came while holdfast was busy are read
+  // first, so that a late timer is not mistaken for a silent app.
+  readonly #watchFired = (): void => void setImmediate(this.#checkSilence);
+
+  readonly #checkSilence = (): void => {
+    this.#watch = null;
+    if (this.#closing || this.#idle.length === 0) return;
+    if (this.answerBytes !== this.#watchedAnswerBytes) {
+      if (this.#all.size > this.#idle.length) this.#armWatch();
+      return;
+    }
+    if (!this.#awaitingAnswer()) return;
+    for (const connection of this.#idle.slice()) {
+      connection.destroy();
+      this.closedForSilence++;
+    }
+  };
+
+  /** A request is out on some connection and no byte of its answer came yet. */
+  #awaitingAnswer(): boolean {
+    for (const connection of this.#all) {
+      const exchange = connection.exchange;
+      if (exchange !== null && !exchange.responseStarted) return true;
+    }
+    return false;
   }
 
   forget(connection: Connection): void {
@@ -530,6 +585,7 @@ export class TargetPool {
   /** No new exchanges; idle connections close now, busy ones after their exchange. */
   close(): Promise<void> {
     this.#closing = true;
+    this.#stopWatch();
     for (const connection of this.#idle.slice()) connection.destroy();
     if (this.#all.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
@@ -537,9 +593,15 @@ export class TargetPool {
     });
   }
 
+  #stopWatch(): void {
+    if (this.#watch !== null) clearTimeout(this.#watch);
+    this.#watch = null;
+  }
+
   /** Every connection now; exchanges under way fail. */
   destroy(): Promise<void> {
     this.#closing = true;
+    this.#stopWatch();
     for (const connection of [...this.#all]) {
       const exchange = connection.exchange;
       if (exchange !== null) exchange.fail(new UpstreamClientError('UPSTREAM_DESTROYED', 'the proxy is closing'));

@@ -130,6 +130,80 @@ test('the connection answered last is the next one used (a single-threaded serve
   assert.equal(app.connections(), 2);
 });
 
+/**
+ * A server that serves one connection at a time, as a blocking HTTP/1.1 server does: after each answer
+ * it waits on the same connection for the next request, for as long as that connection stays open,
+ * and only then reads the next connection (the others wait unread, as in an accept queue).
+ */
+async function oneConnectionAtATime(t: { after(fn: () => unknown): void }) {
+  const waiting: net.Socket[] = [];
+  let current: net.Socket | null = null;
+  let answered = 0;
+  /** How each connection the server left ended: 'closed by the client' is the only way here. */
+  const left: string[] = [];
+  const serveNext = (): void => {
+    current = waiting.shift() ?? null;
+    if (current === null) return;
+    const socket = current;
+    socket.on('data', () => {
+      answered++;
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${String(answered).length}\r\n\r\n${answered}`);
+    });
+    socket.once('end', () => {
+      left.push('closed by the client');
+      socket.end();
+      serveNext();
+    });
+    socket.resume();
+  };
+  const app = await rawServer(t, (socket) => {
+    socket.pause();
+    waiting.push(socket);
+    if (current === null) serveNext();
+  });
+  return { ...app, left };
+}
+
+test('an app that waits on an idle connection while requests wait unread on others: the idle one is closed so that it moves on', async (t) => {
+  const app = await oneConnectionAtATime(t);
+  const pool = poolFor(app.target, t);
+  // Three at once: three connections. The server answers the first and then waits on it (for ever);
+  // the two others are answered only because the pool closes the connection it does not use.
+  const results = await Promise.all([exchange(pool, {}), exchange(pool, {}), exchange(pool, {})]);
+  assert.deepEqual(results.map((r) => r.body).sort(), ['1', '2', '3']);
+  assert.equal(app.connections(), 3);
+  assert.ok(pool.closedForSilence >= 2, `idle connections closed for silence: ${pool.closedForSilence}`);
+  assert.deepEqual(app.left, ['closed by the client', 'closed by the client']);
+  // The last one answered stays: with nothing waiting, an idle connection is not closed.
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(pool.stats, { connected: 1, running: 0 });
+  assert.equal((await exchange(pool, {})).body, '4');
+});
+
+test('an idle connection stays open while the only other exchange is a response under way', async (t) => {
+  let finish: () => void = () => undefined;
+  const app = await numberedServer(t, (req, res, id) => {
+    req.resume();
+    if (req.url === '/stream') {
+      res.write('first part ');
+      finish = () => res.end(`connection ${id}`);
+    } else res.end(`connection ${id}`);
+  });
+  const pool = poolFor(app.socketPath, t);
+  let streamed: Promise<Result> | undefined;
+  await new Promise<void>((resolve) => {
+    streamed = exchange(pool, { path: '/stream' });
+    setTimeout(resolve, 30);
+  });
+  assert.equal((await exchange(pool, {})).body, 'connection 2');
+  // The app sends nothing for a while, but no request waits for an answer: nothing to move on from.
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(pool.stats, { connected: 2, running: 1 });
+  assert.equal(pool.closedForSilence, 0);
+  finish();
+  assert.equal((await streamed!).body, 'first part connection 1');
+});
+
 test('an app that closes after each response: every request on a new connection, the next one opened while it is served', async (t) => {
   const app = await numberedServer(t, (req, res, id) => {
     req.resume();
