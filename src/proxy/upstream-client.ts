@@ -270,7 +270,11 @@ class Exchange {
     this.responseStarted = true;
     const connection = this.connection!;
     connection.keepAlive = keepAlive;
-    if (!this.request.reset) this.pool.closesAfterEachResponse = !keepAlive;
+    // It closes after each response when it closes a connection after its first one (gunicorn's sync
+    // workers); puma closes one now and then after many (to be fair to its accept queue), which says
+    // nothing of the next connection.
+    if (keepAlive) this.pool.closesAfterEachResponse = false;
+    else if (!this.request.reset && connection.served === 0) this.pool.closesAfterEachResponse = true;
     for (let i = 0; i < rawHeaders.length; i += 2) {
       const name = rawHeaders[i]!;
       if (name.length === 10 && name.toLowerCase() === 'keep-alive') {
@@ -471,7 +475,7 @@ export class TargetPool {
   /** Last-in first-out: the connection answered last is on top. */
   readonly #idle: Connection[] = [];
   readonly #all = new Set<Connection>();
-  /** The app's last response without keep-alive closed its connection (it does not keep connections). */
+  /** The app closed its last new connection after the first response (it does not keep connections). */
   closesAfterEachResponse = false;
   /** Counts reads of answers (heads and body pieces) on any connection: whether the app is at work. */
   answerBytes = 0;
