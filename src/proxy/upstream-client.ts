@@ -9,6 +9,12 @@
 //   200 ms before it looks at its other sockets), so the next request goes there and never sits
 //   behind a kept-alive connection the server is not going to serve; with one session at a time
 //   per process that is one connection, reused for ever;
+// - a request that finds every connection to its process busy waits up to WAIT_FOR_CONNECTION_MS
+//   for one of them to be free, and takes it (oldest first) before a new one is opened: with the
+//   default concurrency 0, the requests for a single-threaded server wait here and go on the
+//   connection it answered last, instead of waiting unread in its accept queue on connections of
+//   their own (puma -t 1:1 takes a new connection only when it has nothing else to do); a server
+//   that serves many at once gets a new connection after that wait;
 // - a response that says `Connection: close` (gunicorn's sync workers, HTTP/1.0) or ends at EOF
 //   closes its connection; to such an app the next connection is opened while the current request
 //   is served, so that it waits in the app's accept queue and the app never waits for us to connect;
@@ -112,6 +118,14 @@ export const UPSTREAM_INVALID = 'UPSTREAM_INVALID_RESPONSE';
  * works answers within it, and a needless close costs only a later connect.
  */
 export const SILENT_APP_MS = 5;
+
+/**
+ * How long a request that finds every connection to its process busy waits for one of them to be
+ * free before it opens another (see the policy above): long enough for a single-threaded server to
+ * work through the requests waiting for it, short for what a server that serves many at once pays
+ * when it needs one more connection.
+ */
+export const WAIT_FOR_CONNECTION_MS = 20;
 
 /** Subtracted from an announced Keep-Alive timeout, so that we close first (as undici does). */
 const KEEP_ALIVE_THRESHOLD_MS = 1_000;
@@ -484,6 +498,9 @@ export class TargetPool {
   /** The silence watch: armed while connections are idle here and others are busy. */
   #watch: NodeJS.Timeout | null = null;
   #watchedAnswerBytes = 0;
+  /** Requests that found every connection busy, oldest first (WAIT_FOR_CONNECTION_MS). */
+  readonly #waiting: Array<{ exchange: Exchange; sinceMs: number }> = [];
+  #waitTimer: NodeJS.Timeout | null = null;
   #closing = false;
   #closed: (() => void) | null = null;
 
@@ -507,8 +524,11 @@ export class TargetPool {
       if (connection.fresh(nowMs, this.#idleTimeoutMs)) break;
       connection.destroy();
     }
-    if (connection !== undefined) connection.waitedIdle = true;
-    exchange.start(connection ?? this.#open());
+    if (connection !== undefined) {
+      connection.waitedIdle = true;
+      exchange.start(connection);
+    } else if (!this.closesAfterEachResponse && !request.reset && this.#all.size > 0) this.#waitForConnection(exchange, nowMs);
+    else exchange.start(this.#open());
     // An app that closes after each response (gunicorn sync): the next request's connection now.
     if (this.closesAfterEachResponse && this.#idle.length === 0 && !request.reset) this.release(this.#open());
   }
@@ -531,9 +551,48 @@ export class TargetPool {
     return connection;
   }
 
+  #waitForConnection(exchange: Exchange, nowMs: number): void {
+    this.#waiting.push({ exchange, sinceMs: nowMs });
+    if (this.#waitTimer === null) this.#waitTimer = setTimeout(this.#waitedLong, WAIT_FOR_CONNECTION_MS);
+  }
+
+  /** The longest waiting exchange that is still wanted (an aborted one is dropped here). */
+  #nextWaiting(): Exchange | undefined {
+    let waiting: { exchange: Exchange } | undefined;
+    while ((waiting = this.#waiting.shift()) !== undefined) if (!waiting.exchange.done) return waiting.exchange;
+    return undefined;
+  }
+
+  /** Those that waited WAIT_FOR_CONNECTION_MS go on new connections. */
+  readonly #waitedLong = (): void => {
+    this.#waitTimer = null;
+    const nowMs = Date.now();
+    // A timer may fire a little early: 1 ms of slack.
+    while (this.#waiting.length > 0 && nowMs - this.#waiting[0]!.sinceMs >= WAIT_FOR_CONNECTION_MS - 1) {
+      const exchange = this.#waiting.shift()!.exchange;
+      if (!exchange.done) exchange.start(this.#open());
+    }
+    if (this.#waiting.length > 0) this.#waitTimer = setTimeout(this.#waitedLong, Math.max(1, WAIT_FOR_CONNECTION_MS - (nowMs - this.#waiting[0]!.sinceMs)));
+  };
+
+  /** Every waiting exchange on a new connection now (the pool is closing: none will be released). */
+  #startWaitingOnFresh(): void {
+    if (this.#waitTimer !== null) clearTimeout(this.#waitTimer);
+    this.#waitTimer = null;
+    let exchange: Exchange | undefined;
+    while ((exchange = this.#nextWaiting()) !== undefined) exchange.start(this.#open());
+  }
+
   release(connection: Connection): void {
     if (this.#closing) {
       connection.destroy();
+      return;
+    }
+    // A request waiting for a connection takes it: the app waits on the connection it just answered.
+    const waiting = this.#nextWaiting();
+    if (waiting !== undefined) {
+      connection.waitedIdle = true;
+      waiting.start(connection);
       return;
     }
     connection.idleSinceMs = Date.now();
@@ -578,6 +637,11 @@ export class TargetPool {
     if (!this.#all.delete(connection)) return;
     const i = this.#idle.lastIndexOf(connection);
     if (i >= 0) this.#idle.splice(i, 1);
+    // The last connection is gone (the app closed it, or it broke): none will be released.
+    if (!this.#closing && this.#all.size === 0 && this.#waiting.length > 0) {
+      const waiting = this.#nextWaiting();
+      if (waiting !== undefined) waiting.start(this.#open());
+    }
     if (this.#closing && this.#all.size === 0) this.#closed?.();
   }
 
@@ -591,6 +655,8 @@ export class TargetPool {
     this.#closing = true;
     this.#stopWatch();
     for (const connection of this.#idle.slice()) connection.destroy();
+    // Requests that waited for a connection were taken (their process has them): they are served.
+    this.#startWaitingOnFresh();
     if (this.#all.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
       this.#closed = resolve;
@@ -606,6 +672,10 @@ export class TargetPool {
   destroy(): Promise<void> {
     this.#closing = true;
     this.#stopWatch();
+    if (this.#waitTimer !== null) clearTimeout(this.#waitTimer);
+    this.#waitTimer = null;
+    let waiting: Exchange | undefined;
+    while ((waiting = this.#nextWaiting()) !== undefined) waiting.fail(new UpstreamClientError('UPSTREAM_DESTROYED', 'the proxy is closing'));
     for (const connection of [...this.#all]) {
       const exchange = connection.exchange;
       if (exchange !== null) exchange.fail(new UpstreamClientError('UPSTREAM_DESTROYED', 'the proxy is closing'));

@@ -135,7 +135,7 @@ test('the connection answered last is the next one used (a single-threaded serve
  * it waits on the same connection for the next request, for as long as that connection stays open,
  * and only then reads the next connection (the others wait unread, as in an accept queue).
  */
-async function oneConnectionAtATime(t: { after(fn: () => unknown): void }) {
+async function oneConnectionAtATime(t: { after(fn: () => unknown): void }, firstAnswerAfterMs = 0) {
   const waiting: net.Socket[] = [];
   let current: net.Socket | null = null;
   let answered = 0;
@@ -146,8 +146,12 @@ async function oneConnectionAtATime(t: { after(fn: () => unknown): void }) {
     if (current === null) return;
     const socket = current;
     socket.on('data', () => {
-      answered++;
-      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${String(answered).length}\r\n\r\n${answered}`);
+      const answer = (): void => {
+        answered++;
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${String(answered).length}\r\n\r\n${answered}`);
+      };
+      if (answered === 0 && firstAnswerAfterMs > 0) setTimeout(answer, firstAnswerAfterMs);
+      else answer();
     });
     socket.once('end', () => {
       left.push('closed by the client');
@@ -164,11 +168,35 @@ async function oneConnectionAtATime(t: { after(fn: () => unknown): void }) {
   return { ...app, left };
 }
 
-test('an app that waits on an idle connection while requests wait unread on others: the idle one is closed so that it moves on', async (t) => {
+test('requests that find every connection busy wait for one: a server that serves one connection at a time answers them all on the one it just answered', async (t) => {
   const app = await oneConnectionAtATime(t);
   const pool = poolFor(app.target, t);
-  // Three at once: three connections. The server answers the first and then waits on it (for ever);
+  const results = await Promise.all([1, 2, 3, 4, 5].map(() => exchange(pool, {})));
+  assert.deepEqual(results.map((r) => r.body).sort(), ['1', '2', '3', '4', '5']);
+  assert.equal(app.connections(), 1);
+  assert.equal(pool.closedForSilence, 0);
+});
+
+test('a server that serves many at once gets more connections when its requests wait', async (t) => {
+  // Each of three requests is answered only once all three have arrived: on one connection they never would.
+  const held: Array<() => void> = [];
+  const app = await numberedServer(t, (req, res, id) => {
+    req.resume();
+    held.push(() => res.end(`connection ${id}`));
+    if (held.length === 3) for (const answer of held.splice(0)) answer();
+  });
+  const pool = poolFor(app.socketPath, t);
+  const results = await Promise.all([exchange(pool, {}), exchange(pool, {}), exchange(pool, {})]);
+  assert.deepEqual(results.map((r) => r.body).sort(), ['connection 1', 'connection 2', 'connection 3']);
+  assert.deepEqual(pool.stats, { connected: 3, running: 0 });
+});
+
+test('an app that waits on an idle connection while requests wait unread on others: the idle one is closed so that it moves on', async (t) => {
+  // The first answer takes longer than requests wait for a connection: the two others go on
+  // connections of their own, unread. Then the server answers the first and waits on it (for ever);
   // the two others are answered only because the pool closes the connection it does not use.
+  const app = await oneConnectionAtATime(t, 100);
+  const pool = poolFor(app.target, t);
   const results = await Promise.all([exchange(pool, {}), exchange(pool, {}), exchange(pool, {})]);
   assert.deepEqual(results.map((r) => r.body).sort(), ['1', '2', '3']);
   assert.equal(app.connections(), 3);
@@ -390,6 +418,41 @@ test('back-pressure: a handler that says "wait" gets the rest after resume(), al
   assert.equal(r.body.length, size);
   assert.equal((await exchange(pool, {})).body.length, size);
   assert.equal(app.connections(), 1);
+});
+
+test('a request waiting for a connection: abort() ends it unsent; close() sends the others on new connections, and they are served', async (t) => {
+  const held: Array<() => void> = [];
+  const app = await numberedServer(t, (req, res, id) => {
+    req.resume();
+    if (req.url === '/slow') held.push(() => res.end(`connection ${id}`));
+    else res.end(`connection ${id}`);
+  });
+  const pool = poolFor(app.socketPath, t);
+  const slow = exchange(pool, { path: '/slow' });
+  await new Promise((r) => setTimeout(r, 30));
+  let abort: (error?: Error) => void = () => undefined;
+  let sent = false;
+  const aborted = new Promise<Error>((resolve) =>
+    pool.dispatch({ method: 'GET', path: '/gone', headers: [], body: null, reset: false }, {
+      onConnect: (a) => (abort = a),
+      onRequestSent: () => (sent = true),
+      onHeaders: () => true,
+      onData: () => true,
+      onComplete: () => undefined,
+      onError: resolve,
+    }),
+  );
+  const waiting = exchange(pool, {});
+  abort(new Error('visitor gone'));
+  assert.equal((await aborted).message, 'visitor gone');
+  assert.equal(sent, false);
+  const closing = pool.close();
+  assert.equal((await waiting).body, 'connection 2', 'the waiting request went on a new connection, the aborted one on none');
+  held[0]!();
+  assert.equal((await slow).body, 'connection 1');
+  await closing;
+  assert.equal(app.connections(), 2);
+  assert.equal(pool.stats.connected, 0);
 });
 
 test('abort() ends the exchange with the given error and closes its connection', async (t) => {
