@@ -27,7 +27,7 @@ import { chooseLoadGenerator, type LoadGenerator, type LoadResult } from './lib/
 import { envNumber, httpGet, mb, readRss, REPO_ROOT, RESULTS_DIR, runMain, sampleRss, sleep, type Resources } from './lib/processes';
 import { fixed, median, table } from './lib/stats';
 import type { FrontSummary } from './lib/summary';
-import { APP_SERVER_SECTIONS, benchAppServers, type AppServerReport, type AppServerSection, type Comparison } from './lib/servers';
+import { APP_SERVER_SECTIONS, benchAppServers, DEFAULT_CONCURRENCY_FRONT, type AppServerReport, type AppServerSection, type Comparison } from './lib/servers';
 
 const APPS: Record<string, string> = { hello: 'hello app (tiny response)', cpu: 'app with ~1 ms CPU per request' };
 
@@ -344,6 +344,9 @@ function goalLines(reports: readonly AppReport[], servers: AppServerReport, fail
     const nginx = c.fronts['nginx'];
     // What the best-known reverse proxy makes of the same single-worker servers, for scale (no goal).
     if (nginx !== undefined) say(`      nginx in front of the same 2 processes: ${fixed(nginx.ratio, 2)} x ${name}; holdfast ${fixed(h.ratio, 2)}`);
+    // The same servers with holdfast's default concurrency (0, no limit), for scale (no goal).
+    const c0 = c.fronts[DEFAULT_CONCURRENCY_FRONT];
+    if (c0 !== undefined) say(`      holdfast with the default concurrency 0: ${fixed(c0.ratio, 2)} x ${name}, p99 ${fixed(c0.latencyP99Ms, 1)} ms, ${c0.timeouts} timeouts`);
     if (c === servers.rack || c === servers.wsgi) {
       check(passenger === undefined ? undefined : h.requestsPerSec > passenger.requestsPerSec, `${text}: holdfast ${fixed(h.requestsPerSec, 0)} req/s vs Passenger ${fixed(passenger?.requestsPerSec ?? NaN, 0)} (goal: ahead)`);
     }

@@ -293,6 +293,9 @@ async function section(
   }
 }
 
+/** holdfast with the default concurrency (0: no limit) in front of single-threaded servers. */
+export const DEFAULT_CONCURRENCY_FRONT = 'holdfast-c0';
+
 export interface AppServerReport {
   rack?: Comparison | { title: string; skipped: string[] };
   wsgi?: Comparison | { title: string; skipped: string[] };
@@ -326,12 +329,16 @@ export async function benchAppServers(resources: Resources, loadgen: LoadGenerat
   if (sections.has('puma-single')) {
     const puma = ensure('puma', 'puma', say);
     report.pumaSingle = await section(
-      'generic path: holdfast + puma -t 1:1 (app_start_command, concurrency 1, 2 processes) vs puma -w 2 -t 1:1',
+      'generic path: holdfast + puma -t 1:1 (app_start_command, 2 processes, concurrency 1 and the default 0) vs puma -w 2 -t 1:1',
       'puma',
       [
         () =>
           puma
             ? startHoldfastOn(resources, rackDir, ['--min-instances', '2', '--max-pool-size', '2', '--concurrency', '1', '--app-start-command', `${puma} -t 1:1 -e production -b tcp://127.0.0.1:$PORT config.ru`], 2, 'holdfast', 'holdfast generic, 2 x puma -t 1:1')
+            : Promise.resolve('puma is not installed'),
+        () =>
+          puma
+            ? startHoldfastOn(resources, rackDir, ['--min-instances', '2', '--max-pool-size', '2', '--app-start-command', `${puma} -t 1:1 -e production -b tcp://127.0.0.1:$PORT config.ru`], 2, DEFAULT_CONCURRENCY_FRONT, 'holdfast generic, 2 x puma -t 1:1, concurrency 0')
             : Promise.resolve('puma is not installed'),
         () => startPuma(resources, rackDir, say),
         () =>
@@ -347,20 +354,30 @@ export async function benchAppServers(resources: Resources, loadgen: LoadGenerat
   if (sections.has('gunicorn-sync')) {
     const gunicorn = ensure('gunicorn', 'gunicorn', say);
     report.gunicornSync = await section(
-      'generic path: holdfast + gunicorn -w 1 sync (app_start_command, concurrency 1, 2 processes) vs gunicorn -w 2',
+      'generic path: holdfast + gunicorn -w 1 sync (app_start_command, 2 processes, concurrency 1 and the default 0) vs gunicorn -w 2',
       'gunicorn',
       [
-        () =>
-          gunicorn
-            ? startHoldfastOn(
-                resources,
-                wsgiDir,
-                ['--min-instances', '2', '--max-pool-size', '2', '--concurrency', '1', '--app-start-command', `${SYSTEM_PYTHON} -m gunicorn -w 1 -b 127.0.0.1:$PORT --log-level warning passenger_wsgi:application`],
-                2,
-                'holdfast',
-                'holdfast generic, 2 x gunicorn -w 1 (sync)',
-              )
-            : Promise.resolve('gunicorn is not installed'),
+        ...(['1', '0'] as const).map(
+          (concurrency) => () =>
+            gunicorn
+              ? startHoldfastOn(
+                  resources,
+                  wsgiDir,
+                  [
+                    '--min-instances',
+                    '2',
+                    '--max-pool-size',
+                    '2',
+                    ...(concurrency === '1' ? ['--concurrency', '1'] : []),
+                    '--app-start-command',
+                    `${SYSTEM_PYTHON} -m gunicorn -w 1 -b 127.0.0.1:$PORT --log-level warning passenger_wsgi:application`,
+                  ],
+                  2,
+                  concurrency === '1' ? 'holdfast' : DEFAULT_CONCURRENCY_FRONT,
+                  `holdfast generic, 2 x gunicorn -w 1 (sync)${concurrency === '1' ? '' : ', concurrency 0'}`,
+                )
+              : Promise.resolve('gunicorn is not installed'),
+        ),
         () => startGunicorn(resources, wsgiDir, say),
         () =>
           gunicorn
