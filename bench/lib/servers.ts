@@ -296,6 +296,21 @@ async function section(
 /** holdfast with the default concurrency (0: no limit) in front of single-threaded servers. */
 export const DEFAULT_CONCURRENCY_FRONT = 'holdfast-c0';
 
+/**
+ * holdfast's generic path in front of 2 single-threaded servers started with `command`: with
+ * concurrency 1 (front 'holdfast', the one the goals read) and with the default 0. A falsy command:
+ * `missing` instead (the server is not installed).
+ */
+function holdfastInFrontOf(resources: Resources, appDir: string, command: string | false | undefined, server: string, missing: string): Array<() => Promise<ServerFront | string>> {
+  return [
+    { concurrency: ['--concurrency', '1'], name: 'holdfast', label: `holdfast generic, 2 x ${server}` },
+    { concurrency: [], name: DEFAULT_CONCURRENCY_FRONT, label: `holdfast generic, 2 x ${server}, concurrency 0` },
+  ].map(
+    (front) => () =>
+      command ? startHoldfastOn(resources, appDir, ['--min-instances', '2', '--max-pool-size', '2', ...front.concurrency, '--app-start-command', command], 2, front.name, front.label) : Promise.resolve(missing),
+  );
+}
+
 export interface AppServerReport {
   rack?: Comparison | { title: string; skipped: string[] };
   wsgi?: Comparison | { title: string; skipped: string[] };
@@ -332,14 +347,7 @@ export async function benchAppServers(resources: Resources, loadgen: LoadGenerat
       'generic path: holdfast + puma -t 1:1 (app_start_command, 2 processes, concurrency 1 and the default 0) vs puma -w 2 -t 1:1',
       'puma',
       [
-        () =>
-          puma
-            ? startHoldfastOn(resources, rackDir, ['--min-instances', '2', '--max-pool-size', '2', '--concurrency', '1', '--app-start-command', `${puma} -t 1:1 -e production -b tcp://127.0.0.1:$PORT config.ru`], 2, 'holdfast', 'holdfast generic, 2 x puma -t 1:1')
-            : Promise.resolve('puma is not installed'),
-        () =>
-          puma
-            ? startHoldfastOn(resources, rackDir, ['--min-instances', '2', '--max-pool-size', '2', '--app-start-command', `${puma} -t 1:1 -e production -b tcp://127.0.0.1:$PORT config.ru`], 2, DEFAULT_CONCURRENCY_FRONT, 'holdfast generic, 2 x puma -t 1:1, concurrency 0')
-            : Promise.resolve('puma is not installed'),
+        ...holdfastInFrontOf(resources, rackDir, puma && `${puma} -t 1:1 -e production -b tcp://127.0.0.1:$PORT config.ru`, 'puma -t 1:1', 'puma is not installed'),
         () => startPuma(resources, rackDir, say),
         () =>
           puma
@@ -357,26 +365,12 @@ export async function benchAppServers(resources: Resources, loadgen: LoadGenerat
       'generic path: holdfast + gunicorn -w 1 sync (app_start_command, 2 processes, concurrency 1 and the default 0) vs gunicorn -w 2',
       'gunicorn',
       [
-        ...(['1', '0'] as const).map(
-          (concurrency) => () =>
-            gunicorn
-              ? startHoldfastOn(
-                  resources,
-                  wsgiDir,
-                  [
-                    '--min-instances',
-                    '2',
-                    '--max-pool-size',
-                    '2',
-                    ...(concurrency === '1' ? ['--concurrency', '1'] : []),
-                    '--app-start-command',
-                    `${SYSTEM_PYTHON} -m gunicorn -w 1 -b 127.0.0.1:$PORT --log-level warning passenger_wsgi:application`,
-                  ],
-                  2,
-                  concurrency === '1' ? 'holdfast' : DEFAULT_CONCURRENCY_FRONT,
-                  `holdfast generic, 2 x gunicorn -w 1 (sync)${concurrency === '1' ? '' : ', concurrency 0'}`,
-                )
-              : Promise.resolve('gunicorn is not installed'),
+        ...holdfastInFrontOf(
+          resources,
+          wsgiDir,
+          gunicorn && `${SYSTEM_PYTHON} -m gunicorn -w 1 -b 127.0.0.1:$PORT --log-level warning passenger_wsgi:application`,
+          'gunicorn -w 1 (sync)',
+          'gunicorn is not installed',
         ),
         () => startGunicorn(resources, wsgiDir, say),
         () =>
