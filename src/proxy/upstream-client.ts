@@ -385,7 +385,7 @@ class Connection implements WireEvents {
       for (const h of headers) this.#partialHeaders.push(h);
     };
     parser[kOnHeadersComplete] = (_vMajor: number, _vMinor: number, headers: string[] | undefined, _method: unknown, _url: unknown, statusCode: number, statusText: string, _upgrade: boolean, keepAlive: boolean): number => {
-      this.pool.answerBytes++;
+      this.pool.answerReads++;
       if (headers === undefined) {
         headers = this.#partialHeaders;
         this.#partialHeaders = [];
@@ -399,7 +399,7 @@ class Connection implements WireEvents {
       return exchange.headers(statusCode, headers, statusText ?? '', keepAlive);
     };
     parser[kOnBody] = (chunk: Buffer) => {
-      this.pool.answerBytes++;
+      this.pool.answerReads++;
       this.exchange?.data(chunk);
     };
     parser[kOnMessageComplete] = () => {
@@ -492,12 +492,12 @@ export class TargetPool {
   /** The app closed its last new connection after the first response (it does not keep connections). */
   closesAfterEachResponse = false;
   /** Counts reads of answers (heads and body pieces) on any connection: whether the app is at work. */
-  answerBytes = 0;
+  answerReads = 0;
   /** Idle connections closed because the app went silent with requests waiting (SILENT_APP_MS). */
   closedForSilence = 0;
   /** The silence watch: armed while connections are idle here and others are busy. */
   #watch: NodeJS.Timeout | null = null;
-  #watchedAnswerBytes = 0;
+  #watchedAnswerReads = 0;
   /** Requests that found every connection busy, oldest first (WAIT_FOR_CONNECTION_MS). */
   readonly #waiting: Array<{ exchange: Exchange; sinceMs: number }> = [];
   #waitTimer: NodeJS.Timeout | null = null;
@@ -577,8 +577,6 @@ export class TargetPool {
 
   /** Every waiting exchange on a new connection now (the pool is closing: none will be released). */
   #startWaitingOnFresh(): void {
-    if (this.#waitTimer !== null) clearTimeout(this.#waitTimer);
-    this.#waitTimer = null;
     let exchange: Exchange | undefined;
     while ((exchange = this.#nextWaiting()) !== undefined) exchange.start(this.#open());
   }
@@ -601,7 +599,7 @@ export class TargetPool {
   }
 
   #armWatch(): void {
-    this.#watchedAnswerBytes = this.answerBytes;
+    this.#watchedAnswerReads = this.answerReads;
     this.#watch = setTimeout(this.#watchFired, SILENT_APP_MS);
     this.#watch.unref();
   }
@@ -613,7 +611,7 @@ export class TargetPool {
   readonly #checkSilence = (): void => {
     this.#watch = null;
     if (this.#closing || this.#idle.length === 0) return;
-    if (this.answerBytes !== this.#watchedAnswerBytes) {
+    if (this.answerReads !== this.#watchedAnswerReads) {
       if (this.#all.size > this.#idle.length) this.#armWatch();
       return;
     }
@@ -653,7 +651,7 @@ export class TargetPool {
   /** No new exchanges; idle connections close now, busy ones after their exchange. */
   close(): Promise<void> {
     this.#closing = true;
-    this.#stopWatch();
+    this.#stopTimers();
     for (const connection of this.#idle.slice()) connection.destroy();
     // Requests that waited for a connection were taken (their process has them): they are served.
     this.#startWaitingOnFresh();
@@ -663,22 +661,24 @@ export class TargetPool {
     });
   }
 
-  #stopWatch(): void {
+  /** The silence watch and the wait for connections end with the pool. */
+  #stopTimers(): void {
     if (this.#watch !== null) clearTimeout(this.#watch);
     this.#watch = null;
+    if (this.#waitTimer !== null) clearTimeout(this.#waitTimer);
+    this.#waitTimer = null;
   }
 
   /** Every connection now; exchanges under way fail. */
   destroy(): Promise<void> {
     this.#closing = true;
-    this.#stopWatch();
-    if (this.#waitTimer !== null) clearTimeout(this.#waitTimer);
-    this.#waitTimer = null;
+    this.#stopTimers();
+    const destroyed = (): UpstreamClientError => new UpstreamClientError('UPSTREAM_DESTROYED', 'the proxy is closing');
     let waiting: Exchange | undefined;
-    while ((waiting = this.#nextWaiting()) !== undefined) waiting.fail(new UpstreamClientError('UPSTREAM_DESTROYED', 'the proxy is closing'));
+    while ((waiting = this.#nextWaiting()) !== undefined) waiting.fail(destroyed());
     for (const connection of [...this.#all]) {
       const exchange = connection.exchange;
-      if (exchange !== null) exchange.fail(new UpstreamClientError('UPSTREAM_DESTROYED', 'the proxy is closing'));
+      if (exchange !== null) exchange.fail(destroyed());
       connection.destroy();
     }
     return Promise.resolve();
