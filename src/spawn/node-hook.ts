@@ -149,6 +149,8 @@ function install(): void {
   let durationSum = 0;
   let counted = 0;
   let idleParsers: (() => unknown[]) | undefined;
+  /** The hand-off settings once the app's server takes handed-off connections. */
+  let handed: HandoffSettings | undefined;
 
   const takeStats = (): object | undefined => {
     if (counted === 0) return undefined;
@@ -362,14 +364,7 @@ function install(): void {
     server.headersTimeout = s.headersTimeoutMs;
     server.requestTimeout = s.requestTimeoutMs;
     server.keepAliveTimeout = s.keepAliveTimeoutMs;
-    const emit = server.emit;
-    server.emit = function (this: http.Server, event: string | symbol, req?: unknown, res?: unknown): boolean {
-      if (event === 'request' && (req as http.IncomingMessage).socket !== undefined && sockets.has((req as http.IncomingMessage).socket as HandedSocket)) {
-        if (onRequest(req as http.IncomingMessage, res as TimedResponse, s)) return true;
-      }
-      // eslint-disable-next-line prefer-rest-params
-      return Reflect.apply(emit, this, arguments) as boolean;
-    } as typeof server.emit;
+    handed = s;
 
     process.on('message', (message: { type?: unknown; id?: unknown } | null, handle: unknown) => {
       if (!message || typeof message !== 'object') return;
@@ -415,26 +410,40 @@ function install(): void {
   };
 
   /**
-   * The requests this process has started and not finished, by the request id holdfast gave them:
-   * written to stderr as it exits, so that holdfast retries elsewhere only those it never started
-   * on (a request that kills its process is never sent to a second one).
+   * Every request of the app's server passes here before the app's own listeners, in the one
+   * wrapper of server.emit (a prepended 'request' listener as well cost every request a second
+   * listener call). A request on a handed-off connection goes to onRequest, which may answer it
+   * itself. Any other request was proxied by holdfast: it is noted, by the request id holdfast gave
+   * it, until its response closes, and the ones still open are written to stderr as the process
+   * exits, so that holdfast retries elsewhere only those it never started on (a request that kills
+   * its process is never sent to a second one).
    */
-  const reportInProgressAtExit = (server: http.Server): void => {
+  const watchRequests = (server: http.Server): void => {
     const inProgress = new Set<string>();
-    // Shared listeners and the id on the response: no closure per request ('close' comes once).
+    // Shared listener and the id on the response: no closure per request ('close' comes once).
     function forget(this: http.ServerResponse & { [IN_PROGRESS_ID]?: string }): void {
       inProgress.delete(this[IN_PROGRESS_ID]!);
     }
-    server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse & { [IN_PROGRESS_ID]?: string }) => {
-      // Only proxied requests: holdfast retries none of a handed-off connection's, so their ids
-      // need no set and no 'close' listener.
-      if (sockets.has(req.socket as HandedSocket)) return;
-      const id = req.headers['x-request-id'];
-      if (typeof id !== 'string') return;
-      inProgress.add(id);
-      res[IN_PROGRESS_ID] = id;
-      res.on('close', forget);
-    });
+    const emit = server.emit as (this: http.Server, event: string | symbol, ...args: unknown[]) => boolean;
+    server.emit = function (this: http.Server, event: string | symbol, req?: unknown, res?: unknown): boolean {
+      if (event !== 'request') {
+        // eslint-disable-next-line prefer-rest-params
+        return Reflect.apply(emit, this, arguments) as boolean;
+      }
+      const request = req as http.IncomingMessage;
+      if (handed !== undefined && sockets.has(request.socket as HandedSocket)) {
+        if (onRequest(request, res as TimedResponse, handed)) return true;
+      } else {
+        // Only proxied requests: holdfast retries none of a handed-off connection's.
+        const id = request.headers['x-request-id'];
+        if (typeof id === 'string') {
+          inProgress.add(id);
+          (res as http.ServerResponse & { [IN_PROGRESS_ID]?: string })[IN_PROGRESS_ID] = id;
+          (res as http.ServerResponse).on('close', forget);
+        }
+      }
+      return emit.call(this, event, req, res);
+    } as typeof server.emit;
     process.once('exit', () => {
       if (inProgress.size === 0) return;
       try {
@@ -454,7 +463,7 @@ function install(): void {
     const last = args[args.length - 1];
     const callback = typeof last === 'function' ? (last as () => void) : undefined;
     this.once('listening', () => {
-      if (this instanceof http.Server) reportInProgressAtExit(this);
+      if (this instanceof http.Server) watchRequests(this);
       if (settings && this instanceof http.Server) adopt(this, settings);
       send({ type: 'ready', handoff: idleParsers !== undefined });
     });
