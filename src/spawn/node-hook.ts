@@ -419,10 +419,15 @@ function install(): void {
    * its process is never sent to a second one).
    */
   const watchRequests = (server: http.Server): void => {
-    const inProgress = new Set<string>();
+    // Counted by id: a visitor may send its own id on several requests at once, and the first to
+    // finish must not hide the others (holdfast would send one that killed this process to another).
+    const inProgress = new Map<string, number>();
     // Shared listener and the id on the response: no closure per request ('close' comes once).
     function forget(this: http.ServerResponse & { [IN_PROGRESS_ID]?: string }): void {
-      inProgress.delete(this[IN_PROGRESS_ID]!);
+      const id = this[IN_PROGRESS_ID]!;
+      const open = inProgress.get(id) ?? 1;
+      if (open > 1) inProgress.set(id, open - 1);
+      else inProgress.delete(id);
     }
     const emit = server.emit as (this: http.Server, event: string | symbol, ...args: unknown[]) => boolean;
     server.emit = function (this: http.Server, event: string | symbol, req?: unknown, res?: unknown): boolean {
@@ -437,7 +442,7 @@ function install(): void {
         // Only proxied requests: holdfast retries none of a handed-off connection's.
         const id = request.headers['x-request-id'];
         if (typeof id === 'string') {
-          inProgress.add(id);
+          inProgress.set(id, (inProgress.get(id) ?? 0) + 1);
           (res as http.ServerResponse & { [IN_PROGRESS_ID]?: string })[IN_PROGRESS_ID] = id;
           (res as http.ServerResponse).on('close', forget);
         }
@@ -447,7 +452,7 @@ function install(): void {
     process.once('exit', () => {
       if (inProgress.size === 0) return;
       try {
-        fs.writeSync(2, `\n${IN_PROGRESS_MARKER}${[...inProgress].join(' ')}\n`);
+        fs.writeSync(2, `\n${IN_PROGRESS_MARKER}${[...inProgress.keys()].join(' ')}\n`);
       } catch {
         // stderr is gone: holdfast falls back to its own guess
       }

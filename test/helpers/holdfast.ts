@@ -163,7 +163,7 @@ export interface StatusJson {
     restart: unknown;
     resisting_deployment_error: null | { error: { error_id: string; message: string; output_tail: string[] } };
     requests_in_queue: number;
-    processes: Array<{ pid: number; generation: number; state: string; sessions: number; processed: number; connections: number; rss_bytes: number | null; release: string }>;
+    processes: Array<{ pid: number; generation: number; state: string; sessions: number; processed: number; connections: number; rss_bytes: number | null; release: string; in_probation: boolean }>;
   }>;
 }
 

@@ -6,6 +6,7 @@ import { Holdfast, get, pidAlive, waitFor, stopClean } from '../helpers/holdfast
 import type { LogLine } from '../helpers/holdfast';
 import { runLoad } from '../helpers/load';
 import { fixtureApp } from '../helpers/paths';
+import { AppDir } from '../helpers/apps';
 
 async function processCount(hf: Holdfast): Promise<number> {
   const s = await hf.status();
@@ -135,6 +136,34 @@ test('proxied: kill -9 of one of two processes under load fails only the request
     assert.equal(Object.keys(result.statuses).filter((s) => s !== '200' && s !== '502').length, 0, JSON.stringify(result.statuses));
   } finally {
     await stopClean(hf);
+  }
+});
+
+// The Node hook reports the request ids in progress as its process exits: a visitor that sends its
+// own id on two requests at once must not hide the one that killed the process behind the other,
+// which finished first (holdfast would take it for never started and send it to a second process).
+test('proxied: a request that kills its process is not retried even when another request with the same request id finished on that process while it ran', async () => {
+  const app = new AppDir('poison', 'v1', 'node');
+  const hf = await Holdfast.start(app.dir, ['--min-instances', '1', '--max-pool-size', '1', '--no-connection-handoff']);
+  try {
+    await waitFor('the process out of probation', async () => (await hf.status()).groups[0]!.processes.every((p) => !p.in_probation), 15_000, 200);
+    const [victim] = [...hf.appPids];
+    const poison = get(hf.url('/poison-later'), { 'x-request-id': 'same-id' }).catch((e: Error) => ({ status: 0, body: e.message }));
+    await waitFor('the poison request in progress', async () => (await hf.status()).groups[0]!.processes[0]!.sessions === 1, 5000, 20);
+    const other = await get(hf.url('/'), { 'x-request-id': 'same-id' });
+    assert.equal(other.status, 200, 'the other request is served by the same process');
+    assert.match(other.body, new RegExp(`pid ${victim}$`));
+    const r = await poison;
+    assert.ok(r.status === 502 || r.status === 0, `the poison request fails (${r.status})`);
+    await waitFor('a new process', () => [...hf.appPids].some((pid) => pid !== victim && pidAlive(pid)), 15_000);
+    await new Promise((res) => setTimeout(res, 1000));
+    const deaths = hf.lines.filter((l) => l.event === 'process_crashed' || l.event === 'process_died');
+    assert.equal(deaths.length, 1, `one process died: ${JSON.stringify(deaths)}`);
+    assert.equal(hf.lines.filter((l) => l.event === 'request_retried').length, 0, 'not retried');
+    assert.equal((await get(hf.url('/'))).status, 200);
+  } finally {
+    await stopClean(hf);
+    app.remove();
   }
 });
 
