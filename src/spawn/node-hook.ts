@@ -39,6 +39,8 @@ const HANDOFF_ENV = 'HOLDFAST_HANDOFF';
 const LOAD_INTERVAL_MS = 250;
 /** The line the hook writes to stderr as the process exits, naming the requests it had started; spawned-process.ts reads it. */
 const IN_PROGRESS_MARKER = 'holdfast-hook: requests in progress at exit: ';
+/** Ids per report line: holdfast cuts output lines at 16 KiB (output-tail.ts), and the ids in a cut-off piece would be lost. */
+const IN_PROGRESS_LINE_CHARS = 8 * 1024;
 const IN_PROGRESS_ID = Symbol('holdfast.inProgressId');
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
@@ -451,8 +453,19 @@ function install(): void {
     } as typeof server.emit;
     process.once('exit', () => {
       if (inProgress.size === 0) return;
+      let line = '';
+      let report = '\n';
+      for (const id of inProgress.keys()) {
+        if (line !== '' && line.length + id.length >= IN_PROGRESS_LINE_CHARS) {
+          report += `${IN_PROGRESS_MARKER}${line}\n`;
+          line = '';
+        }
+        line += line === '' ? id : ` ${id}`;
+      }
+      report += `${IN_PROGRESS_MARKER}${line}\n`;
       try {
-        fs.writeSync(2, `\n${IN_PROGRESS_MARKER}${[...inProgress.keys()].join(' ')}\n`);
+        const bytes = Buffer.from(report, 'latin1');
+        for (let at = 0; at < bytes.length; ) at += fs.writeSync(2, bytes, at);
       } catch {
         // stderr is gone: holdfast falls back to its own guess
       }

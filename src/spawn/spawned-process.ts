@@ -320,7 +320,9 @@ class SpawnedProcess implements LaunchedProcess {
     if (!stream) return Promise.resolve();
     const splitter = new LineSplitter((line) => {
       if (name === 'stderr' && line.startsWith(IN_PROGRESS_MARKER)) {
-        this.inProgressAtExit = new Set(line.slice(IN_PROGRESS_MARKER.length).split(' ').filter(Boolean));
+        // A long report comes as several lines, each with the marker.
+        this.inProgressAtExit ??= new Set();
+        for (const id of line.slice(IN_PROGRESS_MARKER.length).split(' ')) if (id !== '') this.inProgressAtExit.add(id);
         return; // holdfast's own evidence, not the app's output
       }
       this.tail.push(line);

@@ -44,10 +44,11 @@ export function appSource(variant: Variant, version: string): string {
       // Boots and listens, but every request fails (a database that is unreachable, a view that cannot load).
       return GOOD(version).replace("res.setHeader('content-type', 'text/plain');", "res.statusCode = 500; console.error('cannot reach the database');");
     case 'poison':
-      // A good version with one request that kills its process (and, for a Node app, one that kills it 2 s later).
+      // A good version with one request that kills its process (and, for a Node app, one that kills
+      // it 2 s later, and one answered after 15 s).
       return GOOD(version).replace(
         "res.setHeader('content-type', 'text/plain');",
-        "if (req.url === '/poison') process.exit(9);\n  if (req.url === '/poison-later') return void setTimeout(() => process.exit(9), 2000);\n  res.setHeader('content-type', 'text/plain');",
+        "if (req.url === '/poison') process.exit(9);\n  if (req.url === '/poison-later') return void setTimeout(() => process.exit(9), 2000);\n  if (req.url === '/wait') return void setTimeout(() => res.end('waited'), 15000);\n  res.setHeader('content-type', 'text/plain');",
       );
     case 'leaky':
       // A good version whose /grow keeps 200 MB for good: a process to take past memory_limit.

@@ -139,33 +139,51 @@ test('proxied: kill -9 of one of two processes under load fails only the request
   }
 });
 
-// The Node hook reports the request ids in progress as its process exits: a visitor that sends its
-// own id on two requests at once must not hide the one that killed the process behind the other,
-// which finished first (holdfast would take it for never started and send it to a second process).
-test('proxied: a request that kills its process is not retried even when another request with the same request id finished on that process while it ran', async () => {
+// The Node hook reports the request ids in progress as its process exits, and holdfast retries
+// elsewhere only the requests it had not started: a request that killed its process must never be
+// sent to a second one, however many requests were in progress and whatever ids visitors sent.
+async function poisonOnOneProcess(sendPoison: (hf: Holdfast, victim: number) => Promise<Array<{ status: number }>>): Promise<void> {
   const app = new AppDir('poison', 'v1', 'node');
   const hf = await Holdfast.start(app.dir, ['--min-instances', '1', '--max-pool-size', '1', '--no-connection-handoff']);
   try {
     await waitFor('the process out of probation', async () => (await hf.status()).groups[0]!.processes.every((p) => !p.in_probation), 15_000, 200);
     const [victim] = [...hf.appPids];
-    const poison = get(hf.url('/poison-later'), { 'x-request-id': 'same-id' }).catch((e: Error) => ({ status: 0, body: e.message }));
-    await waitFor('the poison request in progress', async () => (await hf.status()).groups[0]!.processes[0]!.sessions === 1, 5000, 20);
-    const other = await get(hf.url('/'), { 'x-request-id': 'same-id' });
-    assert.equal(other.status, 200, 'the other request is served by the same process');
-    assert.match(other.body, new RegExp(`pid ${victim}$`));
-    const r = await poison;
-    assert.ok(r.status === 502 || r.status === 0, `the poison request fails (${r.status})`);
+    const failed = await sendPoison(hf, victim!);
+    for (const r of failed) assert.ok(r.status === 502 || r.status === 0, `a request the process had started fails (${r.status})`);
     await waitFor('a new process', () => [...hf.appPids].some((pid) => pid !== victim && pidAlive(pid)), 15_000);
     await new Promise((res) => setTimeout(res, 1000));
     const deaths = hf.lines.filter((l) => l.event === 'process_crashed' || l.event === 'process_died');
     assert.equal(deaths.length, 1, `one process died: ${JSON.stringify(deaths)}`);
-    assert.equal(hf.lines.filter((l) => l.event === 'request_retried').length, 0, 'not retried');
+    assert.equal(hf.lines.filter((l) => l.event === 'request_retried').length, 0, 'nothing retried');
     assert.equal((await get(hf.url('/'))).status, 200);
   } finally {
     await stopClean(hf);
     app.remove();
   }
-});
+}
+
+const sessions = async (hf: Holdfast): Promise<number> => (await hf.status()).groups[0]!.processes[0]?.sessions ?? -1;
+const failure = (e: Error): { status: number; body: string } => ({ status: 0, body: e.message });
+
+test('proxied: a request that kills its process is not retried even when another request with the same request id finished on that process while it ran', () =>
+  poisonOnOneProcess(async (hf, victim) => {
+    const poison = get(hf.url('/poison-later'), { 'x-request-id': 'same-id' }).catch(failure);
+    await waitFor('the poison request in progress', async () => (await sessions(hf)) === 1, 5000, 20);
+    const other = await get(hf.url('/'), { 'x-request-id': 'same-id' });
+    assert.equal(other.status, 200, 'the other request is served by the same process');
+    assert.match(other.body, new RegExp(`pid ${victim}$`));
+    return [await poison];
+  }));
+
+test('proxied: with 600 requests with long ids in progress, the request that kills the process is not retried (the exit report is not cut)', () =>
+  poisonOnOneProcess(async (hf) => {
+    // 600 ids of 120 characters: a one-line report (72 KB) would arrive in more than one read of the
+    // pipe (64 KiB), and holdfast cuts a line at 16 KiB.
+    const waiting = Array.from({ length: 600 }, (_, i) => get(hf.url('/wait'), { 'x-request-id': `${String(i).padStart(3, '0')}-${'w'.repeat(116)}` }).catch(failure));
+    await waitFor('600 requests in progress', async () => (await sessions(hf)) === 600, 10_000, 50);
+    const poison = get(hf.url('/poison-later'), { 'x-request-id': 'the-poison' }).catch(failure);
+    return Promise.all([...waiting, poison]);
+  }));
 
 // On the hand-off path holdfast never saw the requests, so it cannot retry them (as with Node's
 // cluster module): the connections of the killed process end, every other request succeeds.
