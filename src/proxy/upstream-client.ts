@@ -51,6 +51,7 @@ interface LlhttpModule {
   HTTPParser: {
     new (): LlhttpParser;
     RESPONSE: number;
+    kOnMessageBegin: number;
     kOnHeaders: number;
     kOnHeadersComplete: number;
     kOnBody: number;
@@ -60,6 +61,7 @@ interface LlhttpModule {
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { HTTPParser } = require('_http_common') as LlhttpModule;
+const kOnMessageBegin = HTTPParser.kOnMessageBegin | 0;
 const kOnHeaders = HTTPParser.kOnHeaders | 0;
 const kOnHeadersComplete = HTTPParser.kOnHeadersComplete | 0;
 const kOnBody = HTTPParser.kOnBody | 0;
@@ -322,11 +324,24 @@ class Exchange {
       this.paused = false;
       connection.wire.readStart();
     }
-    // The app answered before the whole body was sent (a 413 to a big upload): that connection
-    // is in the middle of a request and cannot carry another.
-    const reusable = connection.keepAlive && this.bodyDone && !this.request.reset;
     this.#dropBody();
     if (!this.sent && this.bodyDone) this.#markSent();
+    // The rest of this read is parsed before the connection goes back to the pool (settle).
+    connection.settling = this;
+  }
+
+  /**
+   * Once the read that completed the response is parsed whole: the connection back in the pool,
+   * unless bytes followed the response in it (settle runs after the connection was destroyed for
+   * them), then the handler. Never earlier: bytes after the end of a response (a body longer than
+   * its Content-Length, a body after HEAD's or a 204's headers) would be read as the answer to the
+   * next request on the connection, another visitor's.
+   */
+  settle(): void {
+    const connection = this.connection!;
+    // The app answered before the whole body was sent (a 413 to a big upload): that connection
+    // is in the middle of a request and cannot carry another.
+    const reusable = !connection.destroyed && connection.keepAlive && this.bodyDone && !this.request.reset;
     // Back in the pool before the handler runs: the request it lets in takes this very connection.
     if (reusable) this.pool.release(connection);
     else connection.destroy();
@@ -366,6 +381,8 @@ class Connection implements WireEvents {
   readonly pool: TargetPool;
   readonly #parser: LlhttpParser;
   exchange: Exchange | null = null;
+  /** The exchange whose response ended in the read being parsed: settled once the read is. */
+  settling: Exchange | null = null;
   /** Exchanges completed on it. */
   served = 0;
   /** It waited in the pool before its exchange (kept alive, or opened ahead): the app may have closed it meanwhile. */
@@ -381,6 +398,11 @@ class Connection implements WireEvents {
     this.pool = pool;
     const parser = new HTTPParser();
     parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
+    parser[kOnMessageBegin] = () => {
+      // A response to no request (bytes after the end of the last one): the app is confused and
+      // this connection is done, before anyone's request goes on it.
+      if (this.exchange === null) this.destroy();
+    };
     parser[kOnHeaders] = (headers: string[]) => {
       for (const h of headers) this.#partialHeaders.push(h);
     };
@@ -410,12 +432,20 @@ class Connection implements WireEvents {
     };
     parser[kOnExecute] = (result: number | Error) => {
       if (result instanceof Error) this.#invalid(result);
+      this.#settle();
     };
     this.#parser = parser;
     this.wire = new UpstreamWire(target, this, CONNECT_TIMEOUT_MS);
     // The parser reads the connection in C++ (Node's http server does the same): no 'data' events.
     this.wire.handle._consumed = true;
     parser.consume(this.wire.handle);
+  }
+
+  #settle(): void {
+    const settling = this.settling;
+    if (settling === null) return;
+    this.settling = null;
+    settling.settle();
   }
 
   #invalid(error: Error): void {
@@ -428,6 +458,8 @@ class Connection implements WireEvents {
     const exchange = this.exchange;
     if (exchange !== null && exchange.responseStarted) {
       const result = this.#parser.finish();
+      // A response that ends at EOF completes here, not in a read.
+      this.#settle();
       if (result instanceof Error) {
         this.#failWith(new UpstreamClientError(UPSTREAM_CLOSED, `the app closed the connection in the middle of the response (${result.message})`));
         return;

@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { once } from 'node:events';
 import { TargetPool, UPSTREAM_INVALID, type ExchangeHandler, type ExchangeRequest } from '../../../src/proxy/upstream-client';
 import type { UpstreamTarget } from '../../../src/core/process-handle';
-import { rawServer } from '../../helpers/proxy-fakes';
+import { eventually, rawServer } from '../../helpers/proxy-fakes';
 
 interface Result {
   status: number;
@@ -363,6 +363,68 @@ test('an invalid response is an error with its code, and its connection is not r
   await assert.rejects(exchange(pool, {}), (error: NodeJS.ErrnoException) => error.code === UPSTREAM_INVALID);
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(pool.stats.connected, 0);
+});
+
+/**
+ * A raw app that answers `/` with its connection's number and the other paths with a response that
+ * has bytes after its end, in the same write or `laterMs` after it.
+ */
+async function overlongAnswers(t: { after(fn: () => unknown): void }, laterMs?: number) {
+  const overlong: Record<string, [string, string]> = {
+    // A body longer than its Content-Length (a length counted in characters, not bytes).
+    'GET /long': ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello', 'HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhacked'],
+    // A body after HEAD's headers, and after a 204's.
+    'HEAD /': ['HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhacked'],
+    'GET /204': ['HTTP/1.1 204 No Content\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhacked'],
+    'GET /garbage': ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi', ' w\u00f6rld'],
+  };
+  return rawServer(t, (socket, index) => {
+    let pending = '';
+    socket.on('data', (data) => {
+      pending += data.toString('latin1');
+      let end: number;
+      while ((end = pending.indexOf('\r\n\r\n')) >= 0) {
+        const line = pending.slice(0, pending.indexOf(' HTTP/1.1'));
+        pending = pending.slice(end + 4);
+        const answer = overlong[line];
+        if (answer === undefined) socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n${index + 1}`);
+        else if (laterMs === undefined) socket.write(answer[0] + answer[1], 'latin1');
+        else {
+          socket.write(answer[0], 'latin1');
+          setTimeout(() => socket.write(answer[1], 'latin1'), laterMs);
+        }
+      }
+    });
+  });
+}
+
+const overlongRequests: Array<[string, Partial<ExchangeRequest>, string]> = [
+  ['a body longer than its Content-Length', { path: '/long' }, 'hello'],
+  ['a body after the headers of an answer to HEAD', { method: 'HEAD' }, ''],
+  ['a body after a 204', { path: '/204' }, ''],
+  ['bytes that are no HTTP at all', { path: '/garbage' }, 'hi'],
+];
+
+for (const [what, request, body] of overlongRequests) {
+  test(`${what}: the bytes after the answer never reach the next request on the connection, which goes on a fresh one`, async (t) => {
+    const app = await overlongAnswers(t);
+    const pool = poolFor(app.target, t);
+    // The second request waits for the first one's connection (one connection at a time to a process that has one).
+    const [first, second] = await Promise.all([exchange(pool, request), exchange(pool, {})]);
+    assert.equal(first.body, body);
+    assert.deepEqual([second.status, second.body], [200, '2']);
+    assert.equal(app.connections(), 2);
+    // The fresh connection is fit for more.
+    assert.equal((await exchange(pool, {})).body, '2');
+  });
+}
+
+test('bytes after an answer that come later, while the connection is idle: it is closed, the next request goes on a fresh one', async (t) => {
+  const app = await overlongAnswers(t, 20);
+  const pool = poolFor(app.target, t);
+  assert.equal((await exchange(pool, { path: '/long' })).body, 'hello');
+  await eventually(() => pool.stats.connected === 0, 2_000, 'the confused connection closed');
+  assert.deepEqual((await exchange(pool, {})).body, '2');
 });
 
 test('nobody listening: the socket error, with its code, before anything was sent', async (t) => {
