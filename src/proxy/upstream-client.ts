@@ -425,6 +425,9 @@ class Connection implements WireEvents {
       this.exchange?.data(chunk);
     };
     parser[kOnMessageComplete] = () => {
+      // Trailers arrive through kOnHeaders just before this: they end with their response (not
+      // forwarded, as nginx does not), never at the head of the next response on the connection.
+      if (this.#partialHeaders.length !== 0) this.#partialHeaders = [];
       const exchange = this.exchange;
       if (exchange === null) return;
       if (!exchange.informational) this.served++;

@@ -355,6 +355,31 @@ test('1xx answers (103 Early Hints) come before the response on the same connect
   assert.equal(r.body, 'after hints');
 });
 
+for (const extraHeaders of [0, 40]) {
+  test(`trailers end with their response: the next response on the connection (${extraHeaders} more headers) does not get them`, async (t) => {
+    const app = await numberedServer(t, (req, res) => {
+      req.resume();
+      if (req.url === '/trailers') {
+        res.writeHead(200, { 'transfer-encoding': 'chunked', trailer: 'x-secret' });
+        res.write('body');
+        res.addTrailers({ 'x-secret': 'first visitor only' });
+        res.end();
+        return;
+      }
+      // Past 32 headers Node's parser hands them over in pieces (kOnHeaders), as for a head split across reads.
+      for (let i = 0; i < extraHeaders; i++) res.setHeader(`x-more-${i}`, String(i));
+      res.end('plain');
+    });
+    const pool = poolFor(app.socketPath, t);
+    assert.equal((await exchange(pool, { path: '/trailers' })).body, 'body');
+    const next = await exchange(pool, { path: '/plain' });
+    assert.equal(next.body, 'plain');
+    assert.equal(header(next.headers, 'x-secret'), undefined);
+    assert.equal(next.headers.length / 2, extraHeaders + 4, next.headers.join(' '));
+    assert.equal(app.connections(), 1);
+  });
+}
+
 test('an invalid response is an error with its code, and its connection is not reused', async (t) => {
   const app = await rawServer(t, (socket) => {
     socket.once('data', () => socket.write('NOT HTTP AT ALL\r\n\r\n'));
