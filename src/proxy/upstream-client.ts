@@ -25,8 +25,10 @@
 //   not read wait in its accept queue; the close lets it move on at once;
 // - an idle connection is closed after the idle timeout, or earlier when the app announced a
 //   shorter `Keep-Alive: timeout=N`; a request that finds a reused connection closed under it
-//   before any answer (the keep-alive race) is sent once more on a fresh connection when it has
-//   no body, so a live app never costs a visitor an error for it.
+//   before any answer (the keep-alive race) is sent once more on a fresh connection when it can be
+//   replayed (no body, or one read whole beforehand) and is idempotent (a POST or PATCH only when
+//   it could not be written at all), so a live app never costs a visitor an error for it and never
+//   gets a request twice that it may have acted on.
 //
 // Each connection is a bare libuv handle (upstream-wire.ts), not a net.Socket: opening and closing
 // one per request (gunicorn) costs a net.Socket's whole stream machinery every time. Responses are
@@ -153,6 +155,9 @@ function headerBlock(request: ExchangeRequest): { head: string; chunked: boolean
   return { head: `${head}\r\n`, chunked };
 }
 
+/** Methods a client may send again after a connection failure (RFC 9110 §9.2.2). */
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
 const CRLF = '\r\n';
 const CRLF_BUFFER = Buffer.from(CRLF, 'latin1');
 const LAST_CHUNK = '0\r\n\r\n';
@@ -171,6 +176,8 @@ class Exchange {
   informational = false;
   /** HEAD: a response without a body whatever its headers say. */
   readonly headOnly: boolean;
+  /** Sending it twice has the effect of sending it once (RFC 9110 §9.2.2). */
+  readonly idempotent: boolean;
   paused = false;
   done = false;
   retriedStale = false;
@@ -184,6 +191,7 @@ class Exchange {
     this.request = request;
     this.handler = handler;
     this.headOnly = request.method === 'HEAD';
+    this.idempotent = IDEMPOTENT_METHODS.has(request.method);
   }
 
   readonly abort = (error?: Error): void => {
@@ -351,7 +359,10 @@ class Exchange {
   /** The connection failed under this exchange: maybe once more on a fresh one, else the end. */
   connectionFailed(connection: Connection, error: Error): void {
     if (this.done || connection !== this.connection) return;
-    if (!this.responseStarted && !this.informational && connection.waitedIdle && !this.retriedStale && (this.request.body === null || Buffer.isBuffer(this.request.body))) {
+    const replayable = this.request.body === null || Buffer.isBuffer(this.request.body);
+    // A request that is not idempotent goes again only when it could not be written: once written,
+    // the app may have read it and acted on it before it closed (a worker of its own that died).
+    if (!this.responseStarted && !this.informational && connection.waitedIdle && !this.retriedStale && replayable && (this.idempotent || !this.sent)) {
       // The keep-alive race: the app closed a connection idle on its side as we wrote to it.
       this.retriedStale = true;
       connection.exchange = null;

@@ -296,6 +296,51 @@ test('a request with a streamed body is not sent twice after a keep-alive race: 
   await assert.rejects(exchange(pool, { method: 'POST', body: Readable.from([Buffer.from('abc')]) }), (error: NodeJS.ErrnoException) => typeof error.code === 'string');
 });
 
+/** Every connection answers its first request and closes on the next: it counts the requests of each method it read. */
+async function closesOnSecondRequest(t: { after(fn: () => unknown): void }) {
+  const seen: string[] = [];
+  const sockets: net.Socket[] = [];
+  const app = await rawServer(t, (socket, index) => {
+    sockets.push(socket);
+    let requests = 0;
+    socket.on('data', (data) => {
+      seen.push(data.toString('latin1').split(' ')[0]!);
+      if (++requests === 1) socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n${index}`);
+      else socket.destroy();
+    });
+  });
+  return { app, seen, sockets };
+}
+
+for (const method of ['POST', 'PATCH']) {
+  test(`a ${method} (not idempotent) the app read on a reused connection and then closed it unanswered is not sent again`, async (t) => {
+    const { app, seen } = await closesOnSecondRequest(t);
+    const pool = poolFor(app.target, t);
+    assert.equal((await exchange(pool, {})).body, '0');
+    await assert.rejects(exchange(pool, { method, body: Buffer.from('charge once') }), (error: NodeJS.ErrnoException) => error.code === 'UPSTREAM_CLOSED');
+    assert.deepEqual(seen, ['GET', method]);
+    assert.equal(app.connections(), 1);
+  });
+}
+
+test('a PUT (idempotent) the app read on a reused connection and then closed unanswered goes once more on a fresh one', async (t) => {
+  const { app, seen } = await closesOnSecondRequest(t);
+  const pool = poolFor(app.target, t);
+  assert.equal((await exchange(pool, {})).body, '0');
+  assert.equal((await exchange(pool, { method: 'PUT', body: Buffer.from('same twice') })).body, '1');
+  assert.deepEqual(seen, ['GET', 'PUT', 'PUT']);
+});
+
+test('a POST that could not be written at all (the app had closed the reused connection) goes on a fresh one', async (t) => {
+  const { app, seen, sockets } = await closesOnSecondRequest(t);
+  const pool = poolFor(app.target, t);
+  assert.equal((await exchange(pool, {})).body, '0');
+  // The app closes the idle connection; the request is written before holdfast could read the end.
+  sockets[0]!.destroy();
+  assert.equal((await exchange(pool, { method: 'POST', body: Buffer.from('once') })).body, '1');
+  assert.deepEqual(seen, ['GET', 'POST']);
+});
+
 test('a body delimited by the end of the connection (HTTP/1.0 style) arrives whole', async (t) => {
   const app = await rawServer(t, (socket) => {
     socket.once('data', () => {
