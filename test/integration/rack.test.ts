@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,6 +134,56 @@ test('rack.hijack works (full and partial), and an exception in the app is a 500
     await stopClean(hf);
   }
 });
+
+/** GET `path` on a connection of its own, kept alive; reads until the server closes it, or 3 s pass. */
+function readUntilClosed(url: string, path: string): Promise<{ data: string; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(new URL(url).port), '127.0.0.1');
+    let data = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ data, closed: false });
+    }, 3_000);
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (data += chunk));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ data, closed: true });
+    });
+    socket.write(`GET ${path} HTTP/1.1\r\nhost: localhost\r\n\r\n`);
+  });
+}
+
+for (const handoff of [true, false]) {
+  test(`a Rack app whose Content-Length is wrong: the loader ends the connection after the body and logs it, nobody waits for ever (${handoff ? 'hand-off' : 'proxy path'})`, async () => {
+    const hf = await Holdfast.start(fixtureApp('rack-features'), handoff ? [] : ['--no-connection-handoff']);
+    try {
+      // Too short: the reader would wait for the 5 bytes that never come.
+      const short = await readUntilClosed(hf.url(), '/short-length');
+      assert.ok(short.closed, `the connection was left open: ${JSON.stringify(short.data)}`);
+      assert.match(short.data, /^HTTP\/1\.1 200 [^]*\r\n\r\n12345$/);
+      await hf.waitForLog('the loader says why', (l) => /GET \/short-length: Content-Length 10 but 5 bytes were sent; closing the connection/.test(String(l.msg)));
+      // Too long: the visitor never sees a byte past the length on a connection that stays open (the
+      // loader closes a handed-off one; through the proxy it gets the bytes the length says).
+      const long = await readUntilClosed(hf.url(), '/long-length');
+      const body = long.data.slice(long.data.indexOf('\r\n\r\n') + 4);
+      assert.ok(long.closed || Buffer.byteLength(body) === 5, JSON.stringify(long.data));
+      if (!handoff) {
+        const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+        try {
+          assert.equal(Buffer.byteLength((await get(hf.url('/long-length'), {}, agent)).body), 5);
+          assert.match((await get(hf.url('/'), {}, agent)).body, /^features pid \d+$/);
+        } finally {
+          agent.destroy();
+        }
+      }
+      await hf.waitForLog('the loader says why', (l) => /GET \/long-length: Content-Length 5 but 6 bytes were sent/.test(String(l.msg)));
+    } finally {
+      await stopClean(hf);
+    }
+  });
+}
 
 test('spawn_method "direct" starts every Rack process from scratch, with no preloader', async () => {
   const hf = await Holdfast.start(fixtureApp('rack-features'), ['--min-instances', '2', '--spawn-method', 'direct']);

@@ -458,15 +458,26 @@ module HoldfastRack
       head << "transfer-encoding: chunked\r\n" if encode
       head << "connection: close\r\n" unless keep_alive
       io.write(head << CRLF)
+      written = 0
       if body.respond_to?(:each)
         body.each do |part|
           next if part.empty?
+          written += part.bytesize
           io.write(encode ? "#{part.bytesize.to_s(16)}\r\n#{part}\r\n" : part)
         end
       elsif body.respond_to?(:call) # Rack 3 streaming body
-        body.call(Stream.new(io, encode))
+        stream = Stream.new(io, encode)
+        body.call(stream)
+        written = stream.written
       end
       io.write("0\r\n\r\n") if encode
+      # The app's own Content-Length was wrong (a length in characters, not bytes): the reader cannot
+      # tell where this response ends, so the connection ends with it (too short, the reader would
+      # wait for ever for the rest).
+      if length && !chunked && written != length.to_i
+        HoldfastRack.log("#{env['REQUEST_METHOD']} #{env['REQUEST_URI']}: Content-Length #{length} but #{written} bytes were sent; closing the connection")
+        return false
+      end
       keep_alive
     ensure
       body.close if body.respond_to?(:close)
@@ -475,15 +486,20 @@ module HoldfastRack
 
   # The stream a Rack 3 streaming body writes to.
   class Stream
+    # Body bytes written so far.
+    attr_reader :written
+
     def initialize(io, chunked)
       @io = io
       @chunked = chunked
+      @written = 0
     end
 
     def write(data)
       data = data.to_s
       return 0 if data.empty?
       @io.write(@chunked ? "#{data.bytesize.to_s(16)}\r\n#{data}\r\n" : data)
+      @written += data.bytesize
       data.bytesize
     end
     alias << write
