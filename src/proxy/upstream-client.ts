@@ -207,10 +207,14 @@ class Exchange {
 
   /** Write the request on `connection`. */
   start(connection: Connection): void {
+    if (this.failIfBodyGone()) {
+      this.pool.release(connection);
+      return;
+    }
+    const body = this.request.body;
     this.connection = connection;
     connection.exchange = this;
     const { head, chunked } = headerBlock(this.request);
-    const body = this.request.body;
     const wire = connection.wire;
     if (body === null) {
       this.bodyDone = true;
@@ -224,6 +228,17 @@ class Exchange {
     }
     wire.write(head);
     this.#stream(body, wire, chunked);
+  }
+
+  /**
+   * The streamed body went (the visitor left mid-upload) while the request waited for a
+   * connection: there is nothing to send, so the exchange fails unsent. True when it did.
+   */
+  failIfBodyGone(): boolean {
+    const body = this.request.body;
+    if (body === null || Buffer.isBuffer(body) || !body.destroyed) return false;
+    this.fail(body.errored ?? new UpstreamClientError('UPSTREAM_ABORTED', 'the request body was gone before it could be sent'));
+    return true;
   }
 
   readonly #headWritten = (): void => {
@@ -274,11 +289,11 @@ class Exchange {
     body.off('error', this.#onBodyError!);
   }
 
-  /** The request body is not needed any more (the exchange is over): let go of it. */
+  /** The request body is not needed any more (the exchange is over): let go of it, sent or not. */
   #dropBody(): void {
-    const body = this.#body;
     this.#detachBody();
-    if (body !== null && !body.destroyed) body.destroy();
+    const body = this.request.body;
+    if (body !== null && !Buffer.isBuffer(body) && !body.destroyed) body.destroy();
   }
 
   headers(statusCode: number, rawHeaders: string[], statusText: string, keepAlive: boolean): number {
@@ -605,7 +620,7 @@ export class TargetPool {
   /** The longest waiting exchange that is still wanted (an aborted one is dropped here). */
   #nextWaiting(): Exchange | undefined {
     let waiting: { exchange: Exchange } | undefined;
-    while ((waiting = this.#waiting.shift()) !== undefined) if (!waiting.exchange.done) return waiting.exchange;
+    while ((waiting = this.#waiting.shift()) !== undefined) if (!waiting.exchange.done && !waiting.exchange.failIfBodyGone()) return waiting.exchange;
     return undefined;
   }
 
@@ -616,7 +631,7 @@ export class TargetPool {
     // A timer may fire a little early: 1 ms of slack.
     while (this.#waiting.length > 0 && nowMs - this.#waiting[0]!.sinceMs >= WAIT_FOR_CONNECTION_MS - 1) {
       const exchange = this.#waiting.shift()!.exchange;
-      if (!exchange.done) exchange.start(this.#open());
+      if (!exchange.done && !exchange.failIfBodyGone()) exchange.start(this.#open());
     }
     if (this.#waiting.length > 0) this.#waitTimer = setTimeout(this.#waitedLong, Math.max(1, WAIT_FOR_CONNECTION_MS - (nowMs - this.#waiting[0]!.sinceMs)));
   };

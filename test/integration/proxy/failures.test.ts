@@ -181,6 +181,37 @@ test('a visitor that disconnects mid-upload frees its session and does not distu
   }
 });
 
+test('a visitor that disconnects mid-upload while its request waits for a connection to a busy process: nothing breaks', async () => {
+  // Before, the body's error ("the visitor went away") had no listener while the request waited
+  // for the busy connection, and it took the whole proxy down.
+  const rig = await startRig({
+    upstreams: [
+      (req, res) => {
+        req.resume();
+        req.on('end', () => setTimeout(() => res.end(`answered ${req.url}`), req.url === '/slow' ? 300 : 0));
+      },
+    ],
+  });
+  try {
+    const slow = request(rig.port, { path: '/slow' });
+    await eventually(() => rig.upstreams[0]!.requests.some((r) => r.url === '/slow'), 2_000, 'the slow request to reach the app');
+    for (let i = 0; i < 5; i++) {
+      const visitor = await connect(rig.port);
+      visitor.on('error', () => undefined);
+      // The head and a part of the body, then gone, all before the busy connection is free.
+      visitor.write('POST /upload HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\n0123456789');
+      visitor.destroy();
+    }
+    assert.equal((await slow).body.toString(), 'answered /slow');
+    const after = await request(rig.port, { path: '/after' });
+    assert.equal(after.body.toString(), 'answered /after');
+    await eventually(() => rig.sessions.open() === 0, 2_000, 'every session closed');
+    assert.deepEqual(rig.sessions.doubleCloses, []);
+  } finally {
+    await rig.close();
+  }
+});
+
 for (const synchronous of [false, true]) {
   test(`a visitor that disconnects mid-response frees its session once and the app sees the connection end (${synchronous ? 'synchronous' : 'queued'} route)`, async () => {
     let appSawClose = false;

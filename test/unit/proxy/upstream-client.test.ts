@@ -341,6 +341,23 @@ test('a POST that could not be written at all (the app had closed the reused con
   assert.deepEqual(seen, ['GET', 'POST']);
 });
 
+test('a streamed body that is destroyed while its request waits for a busy connection: the request fails unsent, the connection serves the next', async (t) => {
+  const app = await numberedServer(t, (req, res, id) => {
+    req.resume();
+    req.on('end', () => setTimeout(() => res.end(`${req.url} on ${id}`), req.url === '/slow' ? 100 : 0));
+  });
+  const pool = poolFor(app.socketPath, t);
+  const slow = exchange(pool, { path: '/slow' });
+  const body = new Readable({ read: () => undefined });
+  body.on('error', () => undefined); // as the proxy's visitor body has
+  const upload = exchange(pool, { method: 'POST', path: '/upload', body });
+  body.destroy(new Error('the visitor went away'));
+  await assert.rejects(upload, /the visitor went away/);
+  assert.equal((await slow).body, '/slow on 1');
+  assert.equal((await exchange(pool, { path: '/next' })).body, '/next on 1');
+  assert.equal(app.connections(), 1);
+});
+
 test('a body delimited by the end of the connection (HTTP/1.0 style) arrives whole', async (t) => {
   const app = await rawServer(t, (socket) => {
     socket.once('data', () => {
