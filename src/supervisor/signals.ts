@@ -4,13 +4,19 @@
 //                             HUP and `systemctl reload`: nothing is dropped, holdfast goes on
 //   SIGUSR1                   reopen the log file (logrotate), retry a failing log destination
 //   SIGUSR2 and every other catchable signal whose default would end the process: logged, ignored
+//   SIGPIPE                   ignored without a log line (Node's default; see IGNORED)
 // Every signal is logged (`signal_received`). Once a stop began, a signal only adds a log line.
 
 import type { Control } from '../core/operations';
 import type { Logger } from '../log/logger';
 
-/** Signals that end a process by default and that Node lets a program catch, other than those above. */
-const IGNORED: readonly NodeJS.Signals[] = ['SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPROF', 'SIGXCPU', 'SIGXFSZ', 'SIGPOLL', 'SIGSTKFLT', 'SIGPWR', 'SIGTRAP', 'SIGSYS', 'SIGPIPE'];
+/**
+ * Signals that end a process by default and that Node lets a program catch, other than those above.
+ * Not SIGPIPE: Node ignores it from the start, and the kernel sends it each time holdfast writes to a
+ * connection whose other end is gone (a visitor who left): a listener would turn every such write
+ * into a "signal received" warning, and a write fails with EPIPE either way.
+ */
+const IGNORED: readonly NodeJS.Signals[] = ['SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPROF', 'SIGXCPU', 'SIGXFSZ', 'SIGPOLL', 'SIGSTKFLT', 'SIGPWR', 'SIGTRAP', 'SIGSYS'];
 const STOP: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGQUIT'];
 
 export interface SignalActions {

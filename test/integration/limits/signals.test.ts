@@ -1,5 +1,5 @@
 // SIGHUP and SIGUSR2 (what a closing SSH session, `systemctl reload` and stray `kill`s send) never
-// take holdfast down or cut a request: SIGHUP restarts the app, SIGUSR2 is logged and ignored.
+// take holdfast down or cut a request: SIGHUP restarts the app, SIGUSR2 is logged and ignored, SIGPIPE only ignored.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Holdfast, get, stopClean } from '../../helpers/holdfast';
@@ -31,3 +31,18 @@ for (const path of ['hand-off', 'proxy'] as const) {
     }
   });
 }
+
+test('SIGPIPE is ignored without a log line (the kernel sends one for each write to a visitor who left): holdfast serves on', async () => {
+  const hf = await Holdfast.start(fixtureApp('limits'), ['--no-connection-handoff']);
+  try {
+    hf.child.kill('SIGPIPE');
+    hf.child.kill('SIGPIPE');
+    const after = await get(hf.url('/'));
+    assert.equal(after.status, 200);
+    assert.equal(hf.child.exitCode, null, 'holdfast is still running');
+    await hf.cli(['status']); // a round trip through holdfast's loop after the signals
+    assert.deepEqual(hf.lines.filter((l) => l.signal === 'SIGPIPE'), []);
+  } finally {
+    await stopClean(hf);
+  }
+});
