@@ -83,15 +83,7 @@ function detachableBody(req: VisitorRequest): Readable {
   req.on('data', onData);
   req.on('end', onEnd);
   req.on('close', onClose);
-  // Its error (the visitor went away mid-body) is for the upstream client, which listens while it
-  // sends the body. Before that (the request waits for a connection to its process) and after it,
-  // nobody does: an 'error' event without a listener would throw and take holdfast down.
-  body.on('error', ignoreBodyError);
   return body;
-}
-
-function ignoreBodyError(): void {
-  // the attempt learns of the visitor's departure from its connection (visitorGone)
 }
 
 /** What one proxy's attempts share. */

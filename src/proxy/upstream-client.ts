@@ -184,7 +184,6 @@ class Exchange {
   #body: Readable | null = null;
   #onBodyData: ((chunk: Buffer) => void) | null = null;
   #onBodyEnd: (() => void) | null = null;
-  #onBodyError: ((error: Error) => void) | null = null;
 
   constructor(pool: TargetPool, request: ExchangeRequest, handler: ExchangeHandler) {
     this.pool = pool;
@@ -192,6 +191,14 @@ class Exchange {
     this.handler = handler;
     this.headOnly = request.method === 'HEAD';
     this.idempotent = IDEMPOTENT_METHODS.has(request.method);
+    const body = request.body;
+    if (body !== null && !Buffer.isBuffer(body)) {
+      // Listened to from now on, not only while it is sent: a body that fails while the request waits
+      // for a connection (the visitor left mid-upload) ends the exchange then, and its 'error'
+      // never goes unheard (that would throw).
+      this.#body = body;
+      body.once('error', this.#onBodyError);
+    }
   }
 
   readonly abort = (error?: Error): void => {
@@ -207,10 +214,6 @@ class Exchange {
 
   /** Write the request on `connection`. */
   start(connection: Connection): void {
-    if (this.failIfBodyGone()) {
-      this.pool.release(connection);
-      return;
-    }
     const body = this.request.body;
     this.connection = connection;
     connection.exchange = this;
@@ -230,17 +233,6 @@ class Exchange {
     this.#stream(body, wire, chunked);
   }
 
-  /**
-   * The streamed body went (the visitor left mid-upload) while the request waited for a
-   * connection: there is nothing to send, so the exchange fails unsent. True when it did.
-   */
-  failIfBodyGone(): boolean {
-    const body = this.request.body;
-    if (body === null || Buffer.isBuffer(body) || !body.destroyed) return false;
-    this.fail(body.errored ?? new UpstreamClientError('UPSTREAM_ABORTED', 'the request body was gone before it could be sent'));
-    return true;
-  }
-
   readonly #headWritten = (): void => {
     if (this.done || this.connection === null) return;
     this.#markSent();
@@ -254,7 +246,6 @@ class Exchange {
 
   /** A streamed body, with back-pressure from the app's connection. */
   #stream(body: Readable, wire: UpstreamWire, chunked: boolean): void {
-    this.#body = body;
     this.#onBodyData = (chunk: Buffer) => {
       if (chunk.length === 0) return;
       const ok = chunked ? wire.write([Buffer.from(`${chunk.length.toString(16)}${CRLF}`, 'latin1'), chunk, CRLF_BUFFER]) : wire.write(chunk);
@@ -266,14 +257,14 @@ class Exchange {
       if (chunked) wire.write(LAST_CHUNK, this.#headWritten);
       else wire.flushed(this.#headWritten);
     };
-    this.#onBodyError = (error: Error) => {
-      this.#detachBody();
-      this.fail(error);
-    };
     body.on('data', this.#onBodyData);
     body.once('end', this.#onBodyEnd);
-    body.once('error', this.#onBodyError);
   }
+
+  readonly #onBodyError = (error: Error): void => {
+    this.#detachBody();
+    this.fail(error);
+  };
 
   /** The app's connection took every queued write: the body may flow again. */
   drained(): void {
@@ -284,16 +275,16 @@ class Exchange {
     const body = this.#body;
     if (body === null) return;
     this.#body = null;
-    body.off('data', this.#onBodyData!);
-    body.off('end', this.#onBodyEnd!);
-    body.off('error', this.#onBodyError!);
+    if (this.#onBodyData !== null) body.off('data', this.#onBodyData);
+    if (this.#onBodyEnd !== null) body.off('end', this.#onBodyEnd);
+    body.off('error', this.#onBodyError);
   }
 
   /** The request body is not needed any more (the exchange is over): let go of it, sent or not. */
   #dropBody(): void {
+    const body = this.#body;
     this.#detachBody();
-    const body = this.request.body;
-    if (body !== null && !Buffer.isBuffer(body) && !body.destroyed) body.destroy();
+    if (body !== null && !body.destroyed) body.destroy();
   }
 
   headers(statusCode: number, rawHeaders: string[], statusText: string, keepAlive: boolean): number {
@@ -620,7 +611,7 @@ export class TargetPool {
   /** The longest waiting exchange that is still wanted (an aborted one is dropped here). */
   #nextWaiting(): Exchange | undefined {
     let waiting: { exchange: Exchange } | undefined;
-    while ((waiting = this.#waiting.shift()) !== undefined) if (!waiting.exchange.done && !waiting.exchange.failIfBodyGone()) return waiting.exchange;
+    while ((waiting = this.#waiting.shift()) !== undefined) if (!waiting.exchange.done) return waiting.exchange;
     return undefined;
   }
 
@@ -631,7 +622,7 @@ export class TargetPool {
     // A timer may fire a little early: 1 ms of slack.
     while (this.#waiting.length > 0 && nowMs - this.#waiting[0]!.sinceMs >= WAIT_FOR_CONNECTION_MS - 1) {
       const exchange = this.#waiting.shift()!.exchange;
-      if (!exchange.done && !exchange.failIfBodyGone()) exchange.start(this.#open());
+      if (!exchange.done) exchange.start(this.#open());
     }
     if (this.#waiting.length > 0) this.#waitTimer = setTimeout(this.#waitedLong, Math.max(1, WAIT_FOR_CONNECTION_MS - (nowMs - this.#waiting[0]!.sinceMs)));
   };
