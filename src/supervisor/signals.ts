@@ -5,7 +5,7 @@
 //   SIGUSR1                   reopen the log file (logrotate), retry a failing log destination
 //   SIGUSR2 and every other catchable signal whose default would end the process: logged, ignored
 //   SIGPIPE                   ignored without a log line (Node's default; see IGNORED)
-// Every signal is logged (`signal_received`). Once a stop began, a signal only adds a log line.
+// Every signal but SIGPIPE is logged (`signal_received`). Once a stop began, a signal only adds a log line.
 
 import type { Control } from '../core/operations';
 import type { Logger } from '../log/logger';

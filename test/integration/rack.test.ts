@@ -3,13 +3,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Holdfast, get, pidAlive, runCli, stopClean, waitFor } from '../helpers/holdfast';
 import { fixtureApp } from '../helpers/paths';
 import { AppDir } from '../helpers/apps';
+import { connect, rawAnswer } from '../helpers/proxy-fakes';
 
 interface RackGroup {
   app_type?: string;
@@ -135,24 +135,14 @@ test('rack.hijack works (full and partial), and an exception in the app is a 500
   }
 });
 
-/** GET `path` on a connection of its own, kept alive; reads until the server closes it, or 3 s pass. */
-function readUntilClosed(url: string, path: string): Promise<{ data: string; closed: boolean }> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(new URL(url).port), '127.0.0.1');
-    let data = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve({ data, closed: false });
-    }, 3_000);
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (data += chunk));
-    socket.on('error', reject);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve({ data, closed: true });
-    });
-    socket.write(`GET ${path} HTTP/1.1\r\nhost: localhost\r\n\r\n`);
-  });
+/** GET `path` on a connection of its own, kept alive; what the server sends until it closes it, or 3 s pass (`closed`: it did). */
+async function readUntilClosed(url: string, path: string): Promise<{ data: string; closed: boolean }> {
+  const socket = await connect(Number(new URL(url).port));
+  let closed = false;
+  socket.once('end', () => (closed = true));
+  socket.write(`GET ${path} HTTP/1.1\r\nhost: localhost\r\n\r\n`);
+  const data = Buffer.from(await rawAnswer(socket, 3_000), 'latin1').toString('utf8');
+  return { data, closed };
 }
 
 for (const handoff of [true, false]) {
