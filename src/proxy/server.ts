@@ -152,7 +152,15 @@ export function createProxy(options: ProxyOptions): Proxy {
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   // Node refuses a headers timeout longer than the request timeout.
   const headersTimeoutMs = Math.min(options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS, requestTimeoutMs || Infinity);
-  const pools = new UpstreamPools(options.upstreamIdleTimeoutMs ?? DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS);
+  // As nginx's "upstream sent more data than specified": the visitor got the answer up to its end,
+  // the connection is closed, and the operator learns which app and request (the app's bug).
+  const pools = new UpstreamPools(options.upstreamIdleTimeoutMs ?? DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS, (pid, target, method, path) => {
+    const shown = pathOnly(path);
+    logger.warn(
+      { event: 'upstream_bytes_after_answer', app_pid: pid, method, path: shown },
+      `app process ${pid} at ${describeTarget(target)} sent bytes after the end of its answer to ${method} ${shown} (a body longer than its Content-Length, or a body after the head of an answer to HEAD or of a 204 or 304); the connection was closed, the bytes dropped`,
+    );
+  });
 
   let closingStarted = false;
   let closePromise: Promise<void> | null = null;

@@ -334,6 +334,7 @@ class Exchange {
     this.done = true;
     const connection = this.connection!;
     connection.exchange = null;
+    connection.lastAnswered = this.request;
     if (this.paused) {
       this.paused = false;
       connection.wire.readStart();
@@ -409,6 +410,8 @@ class Connection implements WireEvents {
   announcedIdleMs = Infinity;
   idleSinceMs = 0;
   destroyed = false;
+  /** The request whose answer ended last on it: named when bytes follow that answer. */
+  lastAnswered: ExchangeRequest | null = null;
   #partialHeaders: string[] = [];
 
   constructor(pool: TargetPool, target: UpstreamTarget) {
@@ -418,7 +421,11 @@ class Connection implements WireEvents {
     parser[kOnMessageBegin] = () => {
       // A response to no request (bytes after the end of the last one): the app is confused and
       // this connection is done, before anyone's request goes on it.
-      if (this.exchange === null) this.destroy();
+      if (this.exchange === null) {
+        const last = this.lastAnswered;
+        this.destroy();
+        if (last !== null) this.pool.onBytesAfterAnswer?.(last.method, last.path);
+      }
     };
     parser[kOnHeaders] = (headers: string[]) => {
       for (const h of headers) this.#partialHeaders.push(h);
@@ -469,7 +476,11 @@ class Connection implements WireEvents {
   }
 
   #invalid(error: Error): void {
-    this.#failWith(new UpstreamClientError(UPSTREAM_INVALID, `invalid response from the app: ${error.message}`));
+    // Node's parser says what it found ('Duplicate Content-Length', HPE_HEADER_OVERFLOW) beside a bare 'Parse Error'.
+    const { reason, code } = error as Error & { reason?: unknown; code?: unknown };
+    const what = typeof reason === 'string' && reason !== '' ? reason : error.message;
+    const detail = typeof code === 'string' && code !== '' ? `${what} (${code})` : what;
+    this.#failWith(new UpstreamClientError(UPSTREAM_INVALID, `invalid response from the app: ${detail}`));
   }
 
   wireEnded(): void {
@@ -547,6 +558,11 @@ export class TargetPool {
   answerReads = 0;
   /** Idle connections closed because the app went silent with requests waiting (SILENT_APP_MS). */
   closedForSilence = 0;
+  /**
+   * Bytes came after the end of an answer (a body longer than its Content-Length, a body after the
+   * head of an answer to HEAD, or of a 204 or 304): told once the connection is closed for them.
+   */
+  onBytesAfterAnswer: ((method: string, path: string) => void) | null = null;
   /** The silence watch: armed while connections are idle here and others are busy. */
   #watch: NodeJS.Timeout | null = null;
   #watchedAnswerReads = 0;

@@ -16,6 +16,8 @@ export function describeTarget(target: UpstreamTarget): string {
 
 interface Entry {
   pool: TargetPool;
+  /** The process last routed there. */
+  pid: number;
   /** Pids seen on this target: tell a new process reusing the address from the one forgotten. */
   pids: Set<number>;
   lastUsedMs: number;
@@ -38,8 +40,12 @@ const IDLE_SWEEP_INTERVAL_MS = 1_000;
 const SWEEP_INTERVAL_MS = 60_000;
 const FORGOTTEN_TTL_MS = 10 * 60_000;
 
+/** An app process sent bytes after the end of an answer; its connection was closed for them. */
+export type BytesAfterAnswer = (pid: number, target: UpstreamTarget, method: string, path: string) => void;
+
 export class UpstreamPools {
   readonly #idleTimeoutMs: number;
+  readonly #onBytesAfterAnswer: BytesAfterAnswer | undefined;
   readonly #pools = new Map<string, Entry>();
   // Targets whose process drains or stops: requests still routed there get a connection of their
   // own, closed after the response, so that no idle socket keeps the process's server open.
@@ -47,8 +53,9 @@ export class UpstreamPools {
   readonly #retiring = new Map<TargetPool, Promise<void>>();
   readonly #sweep: NodeJS.Timeout;
 
-  constructor(idleTimeoutMs: number) {
+  constructor(idleTimeoutMs: number, onBytesAfterAnswer?: BytesAfterAnswer) {
     this.#idleTimeoutMs = idleTimeoutMs;
+    this.#onBytesAfterAnswer = onBytesAfterAnswer;
     this.#sweep = setInterval(() => this.#sweepIdle(), IDLE_SWEEP_INTERVAL_MS);
     this.#sweep.unref();
   }
@@ -63,9 +70,14 @@ export class UpstreamPools {
     if (!entry) {
       // An app may think for long or stream for long (long polling, server-sent events): there is no
       // response timeout here; the visitor's own timeouts and disconnects end such exchanges.
-      entry = { pool: new TargetPool(session.target, this.#idleTimeoutMs), pids: new Set(), lastUsedMs: 0 };
+      const pool = new TargetPool(session.target, this.#idleTimeoutMs);
+      const created: Entry = { pool, pid: session.pid, pids: new Set(), lastUsedMs: 0 };
+      const report = this.#onBytesAfterAnswer;
+      if (report !== undefined) pool.onBytesAfterAnswer = (method, path) => report(created.pid, pool.target, method, path);
+      entry = created;
       this.#pools.set(key, entry);
     }
+    entry.pid = session.pid;
     entry.pids.add(session.pid);
     entry.lastUsedMs = Date.now();
     return { pool: entry.pool, reset: this.#closed.has(key) };

@@ -451,3 +451,34 @@ test('the error id on a page is in the log line too, with the code and the detai
     await rig.close();
   }
 });
+
+test('an app that sends more than its answer: the visitor gets the answer, the log names the process and the request, the next visitor is served', async () => {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      callback();
+    },
+  });
+  const overlong: http.RequestListener = (req, res) => {
+    req.resume();
+    // A length counted in characters: 5 for 'héllo', which is 6 bytes.
+    if (req.url?.startsWith('/long')) req.socket.write(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nh\u00e9llo'));
+    else res.end('ok');
+  };
+  const rig = await startRig({ upstreams: [overlong], logger: pino({ level: 'info' }, sink) });
+  try {
+    const answer = await request(rig.port, { path: '/long?token=secret' });
+    assert.equal(answer.body.length, 5, 'the answer up to its Content-Length');
+    await eventually(() => lines.some((l) => l['event'] === 'upstream_bytes_after_answer'), 2_000, 'the log line');
+    const line = lines.find((l) => l['event'] === 'upstream_bytes_after_answer')!;
+    assert.equal(line['level'], 40);
+    assert.equal(line['app_pid'], 1001);
+    assert.equal(line['method'], 'GET');
+    assert.equal(line['path'], '/long', 'the query string stays out of the log');
+    assert.match(String(line['msg']), /app process 1001 at .* sent bytes after the end of its answer to GET \/long/);
+    assert.equal((await request(rig.port)).body.toString(), 'ok');
+  } finally {
+    await rig.close();
+  }
+});

@@ -451,6 +451,19 @@ test('an invalid response is an error with its code, and its connection is not r
   assert.equal(pool.stats.connected, 0);
 });
 
+for (const [what, answer, said] of [
+  ['two Content-Length headers that disagree', 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc', /Duplicate Content-Length \(HPE_UNEXPECTED_CONTENT_LENGTH\)/],
+  ['a header larger than the parser takes', `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(100_000)}\r\nContent-Length: 2\r\n\r\nok`, /\(HPE_HEADER_OVERFLOW\)/],
+] as const) {
+  test(`an invalid response says what the parser found in it: ${what}`, async (t) => {
+    const app = await rawServer(t, (socket) => {
+      socket.once('data', () => socket.write(answer));
+    });
+    const pool = poolFor(app.target, t);
+    await assert.rejects(exchange(pool, {}), (error: NodeJS.ErrnoException) => error.code === UPSTREAM_INVALID && said.test(error.message));
+  });
+}
+
 /**
  * A raw app that answers `/` with its connection's number and the other paths with a response that
  * has bytes after its end, in the same write or `laterMs` after it.
@@ -495,11 +508,15 @@ for (const [what, request, body] of overlongRequests) {
   test(`${what}: the bytes after the answer never reach the next request on the connection, which goes on a fresh one`, async (t) => {
     const app = await overlongAnswers(t);
     const pool = poolFor(app.target, t);
+    const told: string[] = [];
+    pool.onBytesAfterAnswer = (method, path) => told.push(`${method} ${path}`);
     // The second request waits for the first one's connection (one connection at a time to a process that has one).
     const [first, second] = await Promise.all([exchange(pool, request), exchange(pool, {})]);
     assert.equal(first.body, body);
     assert.deepEqual([second.status, second.body], [200, '2']);
     assert.equal(app.connections(), 2);
+    // Told once, with the request whose answer they followed (the log line names it).
+    assert.deepEqual(told, [`${request.method ?? 'GET'} ${request.path ?? '/'}`]);
     // The fresh connection is fit for more.
     assert.equal((await exchange(pool, {})).body, '2');
   });
@@ -508,8 +525,11 @@ for (const [what, request, body] of overlongRequests) {
 test('bytes after an answer that come later, while the connection is idle: it is closed, the next request goes on a fresh one', async (t) => {
   const app = await overlongAnswers(t, 20);
   const pool = poolFor(app.target, t);
+  const told: string[] = [];
+  pool.onBytesAfterAnswer = (method, path) => told.push(`${method} ${path}`);
   assert.equal((await exchange(pool, { path: '/long' })).body, 'hello');
   await eventually(() => pool.stats.connected === 0, 2_000, 'the confused connection closed');
+  assert.deepEqual(told, ['GET /long']);
   assert.deepEqual((await exchange(pool, {})).body, '2');
 });
 
