@@ -577,6 +577,14 @@ export function createProxy(options: ProxyOptions): Proxy {
 
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     const code = error.code;
+    if (code === 'HPE_CLOSED_CONNECTION') {
+      // Bytes after a request that closes its connection (Connection: close, or HTTP/1.0 without
+      // keep-alive): the requests up to it are answered, in order, and the connection closes after
+      // the last one; the rest is not read (RFC 9112 §9.6), as nginx does. Node's own answer, a 400
+      // written at once, would cut the answers to the requests pipelined before it.
+      (socket as Socket).pause();
+      return;
+    }
     logger.debug({ err: error, event: 'bad_request' }, 'bad request from a visitor');
     const res = responses.get(socket as Socket);
     // Too late for an answer of our own once a response has begun on this connection.

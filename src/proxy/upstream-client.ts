@@ -458,7 +458,13 @@ class Connection implements WireEvents {
       exchange.complete();
     };
     parser[kOnExecute] = (result: number | Error) => {
-      if (result instanceof Error) this.#invalid(result);
+      if (result instanceof Error) {
+        // Bytes after an answer that closed the connection (HPE_CLOSED_CONNECTION): no new message
+        // began for them, so kOnMessageBegin did not tell.
+        const last = this.lastAnswered;
+        if (this.exchange === null && !this.destroyed && last !== null) this.pool.onBytesAfterAnswer?.(last.method, last.path);
+        this.#invalid(result);
+      }
       this.#settle();
     };
     this.#parser = parser;

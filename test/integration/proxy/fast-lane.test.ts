@@ -112,6 +112,10 @@ function parseAnswers(text: string, heads: boolean[]): Answer[] {
         body += rest.slice(0, size);
         rest = rest.slice(size + 2);
       }
+    } else {
+      // Neither: the body ends with the connection (an answer to HTTP/1.0).
+      body = rest;
+      rest = '';
     }
     out.push({ status: status!, headers: headers.sort(), body });
   }
@@ -169,6 +173,32 @@ test('a connection moves to Node\'s server at the first request the lane does no
     assert.deepEqual(answers.map((a) => (JSON.parse(a.body) as { url: string }).url), ['/a', '/b', '/c', '/d']);
     assert.equal((JSON.parse(answers[2]!.body) as { body: string }).body, 'hello');
     assert.equal(fast.upstreams[0]!.requests.length, 4);
+  });
+});
+
+test('bytes after a request that closes its connection: the requests up to it are answered in order, the connection closes, the rest never reaches the app', async () => {
+  await withRigs(async (fast, node) => {
+    for (const closing of ['GET /d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 'GET /d HTTP/1.0\r\n\r\n']) {
+      // A body on the way, so that the connection is Node's server's by then, in both rigs.
+      const text =
+        'GET /a HTTP/1.1\r\nHost: x\r\n\r\n' +
+        'POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello' +
+        'POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n' +
+        closing +
+        'GET /after HTTP/1.1\r\nHost: x\r\n\r\n';
+      for (const rig of [fast, node]) {
+        const before = rig.upstreams[0]!.requests.length;
+        const socket = await connect(rig.port);
+        socket.write(text);
+        const started = performance.now();
+        const raw = await rawAnswer(socket, 4_000);
+        assert.ok(performance.now() - started < 3_000, 'the connection was closed after the last answer');
+        const answers = parseAnswers(raw, [false, false, false, false, false]);
+        assert.deepEqual(answers.map((a) => a.status.split(' ')[1]), ['200', '200', '200', '200'], `${JSON.stringify(closing)}: ${raw.slice(0, 300)}`);
+        assert.deepEqual(answers.map((a) => (JSON.parse(a.body) as { url: string }).url), ['/a', '/b', '/c', '/d']);
+        assert.deepEqual(rig.upstreams[0]!.requests.slice(before).map((r) => r.url), ['/a', '/b', '/c', '/d']);
+      }
+    }
   });
 });
 

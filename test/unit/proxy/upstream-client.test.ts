@@ -476,6 +476,8 @@ async function overlongAnswers(t: { after(fn: () => unknown): void }, laterMs?: 
     'HEAD /': ['HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhacked'],
     'GET /204': ['HTTP/1.1 204 No Content\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhacked'],
     'GET /garbage': ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi', ' w\u00f6rld'],
+    // After an answer that closes the connection.
+    'GET /closing': ['HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi', 'HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhacked'],
   };
   return rawServer(t, (socket, index) => {
     let pending = '';
@@ -502,6 +504,7 @@ const overlongRequests: Array<[string, Partial<ExchangeRequest>, string]> = [
   ['a body after the headers of an answer to HEAD', { method: 'HEAD' }, ''],
   ['a body after a 204', { path: '/204' }, ''],
   ['bytes that are no HTTP at all', { path: '/garbage' }, 'hi'],
+  ['an answer after one that closes the connection', { path: '/closing' }, 'hi'],
 ];
 
 for (const [what, request, body] of overlongRequests) {
