@@ -120,6 +120,28 @@ function answerAsterisk(req: IncomingMessage, res: ServerResponse): void {
   res.end(body);
 }
 
+/**
+ * A request body in a transfer coding besides chunked: holdfast takes the chunked framing off and
+ * would hand the app a body still gzipped (`gzip, chunked`), with nothing saying so. 501 for that, as
+ * RFC 9112 §6.1 asks and nginx answers; 400 when chunked is not the last coding, as the body's length
+ * is then unknown (§6.3). Null for a body in plain chunked framing, or none.
+ */
+function refusedTransferCoding(req: IncomingMessage): 400 | 501 | null {
+  const codings = req.headers['transfer-encoding'];
+  if (codings === undefined) return null;
+  const list = codings.toLowerCase().split(',').map((c) => c.trim());
+  if (list.length === 1 && list[0] === 'chunked') return null;
+  return list[list.length - 1] === 'chunked' ? 501 : 400;
+}
+
+/** The answer to a refused transfer coding; the connection closes (the body is not read). */
+function answerTransferCoding(res: ServerResponse, status: 400 | 501): void {
+  const body = status === 501 ? 'Transfer-Encoding not implemented: only chunked is.\n' : 'Bad request.\n';
+  res.shouldKeepAlive = false;
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
 /** One visitor request from arrival to the last byte of its answer; the pool knows it by its RequestInfo (a crash names it). */
 interface Exchange extends AttemptRequest, RequestInfo {
   readonly startedMs: number;
@@ -435,6 +457,13 @@ export function createProxy(options: ProxyOptions): Proxy {
     readiness !== undefined && url === readiness.path && (method === 'GET' || method === 'HEAD');
 
   const onRequest = (req: IncomingMessage & WithExchange, res: ServerResponse & WithExchange, expectContinue: boolean): void => {
+    const refused = refusedTransferCoding(req);
+    if (refused !== null) {
+      logger.debug({ event: 'bad_request', transfer_encoding: req.headers['transfer-encoding'], status: refused }, 'request body in a transfer coding other than chunked');
+      responses.set(req.socket, res);
+      answerTransferCoding(res, refused);
+      return;
+    }
     if (isReadiness(req.method, req.url)) {
       req.resume();
       answerReadiness(req, res);
@@ -587,6 +616,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     }
     logger.debug({ err: error, event: 'bad_request' }, 'bad request from a visitor');
     const res = responses.get(socket as Socket);
+    // Answered in full, and closing after that answer (a 501, a 413): nothing more to say on it.
+    if (res !== undefined && res.writableFinished && !res.shouldKeepAlive) return;
     // Too late for an answer of our own once a response has begun on this connection.
     if (code === 'ECONNRESET' || !socket.writable || (res !== undefined && res.headersSent && !res.writableFinished)) {
       socket.destroy();

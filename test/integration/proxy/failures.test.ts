@@ -337,6 +337,34 @@ test('malformed HTTP gets 400, oversized headers 431, and the server keeps servi
   }
 });
 
+test('a body in a transfer coding besides chunked: 501 when chunked is last (the app would get it still coded), 400 when not; plain chunked goes through', async () => {
+  const echo: http.RequestListener = (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => res.end(`got ${Buffer.concat(chunks).toString()}`));
+  };
+  const rig = await startRig({ upstreams: [echo] });
+  try {
+    for (const [codings, answer] of [
+      ['gzip, chunked', /^HTTP\/1\.1 501 Not Implemented\r\n[^]*connection: close\r\n[^]*only chunked/i],
+      ['identity, chunked', /^HTTP\/1\.1 501 /],
+      ['gzip', /^HTTP\/1\.1 400 /],
+    ] as const) {
+      const socket = await connect(rig.port);
+      socket.write(`POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ${codings}\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n`);
+      const raw = await rawAnswer(socket);
+      assert.match(raw, answer, codings);
+      assert.equal(raw.match(/HTTP\/1\.1 /g)!.length, 1, `${codings}: one answer, then the connection closes`);
+    }
+    assert.equal(rig.upstreams[0]!.requests.length, 0, 'none reached the app');
+    const chunked = await connect(rig.port);
+    chunked.write('POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    assert.match(await rawAnswer(chunked), /^HTTP\/1\.1 200 [^]*got hello$/);
+  } finally {
+    await rig.close();
+  }
+});
+
 test('a full queue answers 503 with Retry-After; shutting down answers 503; the page carries the request id', async () => {
   const rig = await startRig({ upstreams: [ok] });
   try {

@@ -41,9 +41,10 @@ module HoldfastRack
     204 => 'No Content', 206 => 'Partial Content', 301 => 'Moved Permanently', 302 => 'Found',
     303 => 'See Other', 304 => 'Not Modified', 307 => 'Temporary Redirect', 308 => 'Permanent Redirect',
     400 => 'Bad Request', 401 => 'Unauthorized', 403 => 'Forbidden', 404 => 'Not Found',
-    405 => 'Method Not Allowed', 409 => 'Conflict', 410 => 'Gone', 413 => 'Payload Too Large',
-    422 => 'Unprocessable Entity', 429 => 'Too Many Requests', 500 => 'Internal Server Error',
-    502 => 'Bad Gateway', 503 => 'Service Unavailable', 504 => 'Gateway Timeout'
+    405 => 'Method Not Allowed', 408 => 'Request Timeout', 409 => 'Conflict', 410 => 'Gone',
+    413 => 'Payload Too Large', 417 => 'Expectation Failed', 422 => 'Unprocessable Entity',
+    429 => 'Too Many Requests', 431 => 'Request Header Fields Too Large', 500 => 'Internal Server Error',
+    501 => 'Not Implemented', 502 => 'Bad Gateway', 503 => 'Service Unavailable', 504 => 'Gateway Timeout'
   }.freeze
   CRLF = "\r\n"
   # Headers that the proxy turns into Rack's own keys (CGI names without HTTP_).

@@ -182,7 +182,11 @@ module HoldfastRack
       @remaining = 0
       if encoding
         # Both framing headers, or a coding other than chunked last: how requests are smuggled.
-        raise Refusal.new(400, BAD_REQUEST) if length || encoding.split(',').last.to_s.strip.downcase != 'chunked'
+        codings = encoding.downcase.split(',').map(&:strip)
+        raise Refusal.new(400, BAD_REQUEST) if length || codings.last != 'chunked'
+        # Another coding under chunked (gzip, chunked): the app would get the body still in it, with
+        # nothing saying so. 501, as RFC 9112 section 6.1 asks and nginx (and holdfast's proxy) answers.
+        raise Refusal.new(501, 'Transfer-Encoding not implemented: only chunked is.') if codings.length > 1
         @chunked = true
         @chunk_state = :size
         @received = 0
