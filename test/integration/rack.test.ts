@@ -175,6 +175,38 @@ for (const handoff of [true, false]) {
   });
 }
 
+for (const handoff of [true, false]) {
+  test(`a Rack app cannot split its answer with a header it echoes: a header with a CR or LF, or a bad name, is left out and logged; a bad status is a 500 (${handoff ? 'hand-off' : 'proxy path'})`, async () => {
+    const hf = await Holdfast.start(fixtureApp('rack-features'), handoff ? [] : ['--no-connection-handoff']);
+    try {
+      for (const injected of ['a%0d%0aSet-Cookie:%20evil=1', 'a%0dSet-Cookie:%20evil=1', 'a%00b']) {
+        const socket = await connect(hf.port);
+        socket.write(`GET /header?${injected} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+        const raw = await rawAnswer(socket);
+        assert.match(raw, /^HTTP\/1\.1 200 [^]*\r\n\r\nechoed$/, injected);
+        assert.doesNotMatch(raw, /x-echo|evil/i, injected);
+      }
+      await hf.waitForLog('the loader says which header', (l) => /GET \/header\?a%0d%0aSet-Cookie:%20evil=1: header "x-echo" left out: a control character in its value/.test(String(l.msg)));
+      const fine = await get(hf.url('/header?tab%09and%20space'));
+      assert.equal(fine.headers['x-echo'], 'tab\tand space');
+
+      const named = await connect(hf.port);
+      named.write('GET /bad-header-name HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      const namedRaw = await rawAnswer(named);
+      assert.match(namedRaw, /^HTTP\/1\.1 200 [^]*x-fine: yes\r\n[^]*\r\n\r\nnamed$/);
+      assert.doesNotMatch(namedRaw, /evil/);
+      await hf.waitForLog('the bad name', (l) => /header "x-a\\r\\nset-cookie: evil=1" left out: not a valid header name/.test(String(l.msg)));
+
+      const status = await get(hf.url('/bad-status'));
+      assert.equal(status.status, 500);
+      await hf.waitForLog('the bad status', (l) => /GET \/bad-status: invalid status 0 \(Rack wants an Integer 100-999\); answered 500/.test(String(l.msg)));
+      assert.match((await get(hf.url('/'))).body, /^features pid \d+$/);
+    } finally {
+      await stopClean(hf);
+    }
+  });
+}
+
 test('spawn_method "direct" starts every Rack process from scratch, with no preloader', async () => {
   const hf = await Holdfast.start(fixtureApp('rack-features'), ['--min-instances', '2', '--spawn-method', 'direct']);
   try {

@@ -139,6 +139,25 @@ test('an exception in the app gives the visitor a plain 500 and the log its trac
   }
 });
 
+test('a WSGI app cannot split its answer with a header or status it echoes: start_response raises, the visitor gets a plain 500, the log says why', async () => {
+  const hf = await Holdfast.start(fixtureApp('wsgi'), ['--python', SYSTEM_PYTHON]);
+  try {
+    for (const injected of ['a%0d%0aSet-Cookie:%20evil=1', 'a%0aSet-Cookie:%20evil=1', 'a%00b', '%0d%0aSet-Cookie:%20evil=1']) {
+      const answer = await request(hf.url(`/header?${injected}`), { method: 'GET' });
+      assert.equal(answer.status, 500, injected);
+      assert.equal(answer.headers['set-cookie'], undefined, injected);
+      assert.equal(answer.headers['x-echo'], undefined, injected);
+    }
+    await hf.waitForLog('the header named', (l) => /ValueError: invalid value for header X-Echo: 'a\\r\\nSet-Cookie: evil=1'/.test(l.msg));
+    await hf.waitForLog('the status named', (l) => /ValueError: invalid status '200 OK\\r\\nSet-Cookie: evil=1'/.test(l.msg));
+    const fine = await request(hf.url('/header?tab%09and%20space'), { method: 'GET' });
+    assert.equal(fine.status, 200);
+    assert.equal(fine.headers['x-echo'], 'tab\tand space');
+  } finally {
+    await stopClean(hf);
+  }
+});
+
 test('a virtualenv made with --system-site-packages runs a Flask app through its bin/python', async () => {
   const venv = mkdtempSync(join(tmpdir(), 'hf-venv-'));
   execFileSync(SYSTEM_PYTHON, ['-m', 'venv', '--without-pip', '--system-site-packages', venv]);

@@ -51,6 +51,9 @@ module HoldfastRack
   CGI_NAMES = { 'CONTENT_TYPE' => true, 'CONTENT_LENGTH' => true }.freeze
   # RFC 9110 token characters: what a header name and a method may be made of (visitors' requests).
   TOKEN = /\A[!#$%&'*+\-.^_`|~0-9A-Za-z]+\z/.freeze
+  # A control character in a header value the app sets (a CR or LF from something it echoed: a
+  # redirect target, a file name) would end the header early and start one of the visitor's choosing.
+  CONTROL = /[\x00-\x08\x0A-\x1F\x7F]/.freeze
 
   BOOT_ERROR_MARKER = 'holdfast-rack: boot error: '
 
@@ -330,7 +333,14 @@ module HoldfastRack
         status, headers, body = 500, { 'content-type' => 'text/plain' }, ["Internal Server Error\n"]
       end
       return [false, status.to_i] if hijacked # the app owns the socket now (full hijack)
-      [write_response(out, raw, env, status.to_i, headers, body, keep_alive, detach, request_id), status.to_i]
+      code = status.to_i
+      unless code.between?(100, 999) && (status.is_a?(Integer) || status.to_s.strip.match?(/\A\d{3}\z/))
+        # Rack's SPEC: an Integer of at least 100. A 500 and the log, as for an exception.
+        HoldfastRack.log("#{env['REQUEST_METHOD']} #{env['REQUEST_URI']}: invalid status #{status.inspect} (Rack wants an Integer 100-999); answered 500")
+        body.close if body.respond_to?(:close)
+        code, headers, body = 500, { 'content-type' => 'text/plain' }, ["Internal Server Error\n"]
+      end
+      [write_response(out, raw, env, code, headers, body, keep_alive, detach, request_id), code]
     end
 
     def read_body(io, buffer, env)
@@ -406,6 +416,17 @@ module HoldfastRack
       chunked = false
       hijack = nil
       headers.each do |name, value|
+        if name == 'rack.hijack'
+          hijack = value
+          next
+        end
+        # Rack 2 joins the values of a repeated header with "\n"; Rack 3 gives an Array.
+        values = value.is_a?(Array) ? value.map(&:to_s) : (value = value.to_s).include?("\n") ? value.split("\n") : nil
+        unless name.is_a?(String) && name.match?(TOKEN) && !(values ? values.any? { |v| v.match?(CONTROL) } : value.match?(CONTROL))
+          # Left out, as puma does, and said: the rest of the answer is still the app's.
+          HoldfastRack.log("#{env['REQUEST_METHOD']} #{env['REQUEST_URI']}: header #{name.inspect} left out: #{name.is_a?(String) && name.match?(TOKEN) ? 'a control character in its value' : 'not a valid header name'}")
+          next
+        end
         key = name.downcase
         case key
         when 'content-length' then length = value.to_s
@@ -413,18 +434,13 @@ module HoldfastRack
         when 'connection'
           keep_alive = false if value.to_s.downcase.include?('close')
           next
-        when 'rack.hijack'
-          hijack = value
-          next
         when @id_header
           request_id = nil # the app's own
         end
-        if value.is_a?(Array)
-          value.each { |v| head << name << ': ' << v.to_s << CRLF }
-        elsif !(value = value.to_s).include?("\n")
-          head << name << ': ' << value << CRLF
+        if values
+          values.each { |v| head << name << ': ' << v << CRLF }
         else
-          value.split("\n").each { |v| head << name << ': ' << v << CRLF }
+          head << name << ': ' << value << CRLF
         end
       end
       head << @id_header << ': ' << request_id << CRLF if request_id

@@ -17,6 +17,7 @@
 import importlib.util
 import io
 import os
+import re
 import selectors
 import signal
 import socket
@@ -34,6 +35,25 @@ PARENT_CHECK_SECONDS = 1.0
 
 # Statuses whose responses never have a body (RFC 9112 §6.3).
 NO_BODY_STATUSES = {204, 304}
+
+# What an app may put in a status line and headers (RFC 9110 §5.1, §5.5): a CR or LF from a value the
+# app echoed (a redirect target, a file name) would end the header early and start one of the
+# visitor's choosing (response splitting).
+STATUS_LINE = re.compile(r'[1-9][0-9][0-9](?: [\t\x20-\x7e\x80-\xff]*)?')
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+FIELD_VALUE = re.compile(r'[\t\x20-\x7e\x80-\xff]*')
+
+
+def check_head(status, headers):
+    """Raises ValueError, in the app's start_response call (as PEP 3333 asks), for a head that is not HTTP."""
+    if not isinstance(status, str) or not STATUS_LINE.fullmatch(status):
+        raise ValueError('invalid status %r: a str such as "200 OK", without control characters' % (status,))
+    for header in headers:
+        name, value = header
+        if not isinstance(name, str) or not TOKEN.fullmatch(name):
+            raise ValueError('invalid header name %r' % (name,))
+        if not isinstance(value, str) or not FIELD_VALUE.fullmatch(value):
+            raise ValueError('invalid value for header %s: %r (a str without control characters)' % (name, value))
 
 ERROR_500 = (b'HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n'
              b'Content-Length: 21\r\n\r\nInternal Server Error')
@@ -335,6 +355,7 @@ class Server(object):
                     exc_info = None
             elif state['status'] is not None:
                 raise AssertionError('start_response was called a second time without exc_info')
+            check_head(status, headers)
             state['status'] = status
             state['headers'] = headers
             return write
