@@ -207,6 +207,30 @@ for (const handoff of [true, false]) {
   });
 }
 
+for (const handoff of [true, false]) {
+  test(`a Rack app never sees a header whose name has an underscore: X_Forwarded_For cannot stand in for the X-Forwarded-For holdfast sets (${handoff ? 'hand-off' : 'proxy path'})`, async () => {
+    const hf = await Holdfast.start(fixtureApp('rack-features'), handoff ? [] : ['--no-connection-handoff']);
+    try {
+      const answer = await get(hf.url('/forwarded'), {
+        X_Forwarded_For: '6.6.6.6',
+        X_Forwarded_Proto: 'https',
+        X_Forwarded_Host: 'evil.example',
+        X_Request_Id: 'spoofed-id',
+        Remote_Addr: '7.7.7.7',
+      });
+      const env = JSON.parse(answer.body) as Record<string, string>;
+      assert.equal(env['REMOTE_ADDR'], '127.0.0.1');
+      assert.equal(env['HTTP_X_FORWARDED_FOR'], '127.0.0.1');
+      assert.equal(env['HTTP_X_FORWARDED_PROTO'], 'http');
+      assert.equal(env['HTTP_X_FORWARDED_HOST'], `127.0.0.1:${hf.port}`);
+      assert.match(env['HTTP_X_REQUEST_ID']!, /^[0-9a-f-]{36}$/);
+      assert.equal(answer.headers['x-request-id'], env['HTTP_X_REQUEST_ID'], 'the id the app sees is the one the answer carries');
+    } finally {
+      await stopClean(hf);
+    }
+  });
+}
+
 test('spawn_method "direct" starts every Rack process from scratch, with no preloader', async () => {
   const hf = await Holdfast.start(fixtureApp('rack-features'), ['--min-instances', '2', '--spawn-method', 'direct']);
   try {

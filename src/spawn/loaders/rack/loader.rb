@@ -286,6 +286,10 @@ module HoldfastRack
         raw_name = line[0, colon]
         value = line[colon + 1..].strip
         raise BadRequest, 'malformed header line' if strict && (!raw_name.match?(TOKEN) || value.include?("\n") || value.include?("\0"))
+        # A name with "_" lands on the env key of its hyphenated twin (X_Forwarded_For on
+        # HTTP_X_FORWARDED_FOR, beside or instead of the one holdfast sets): left out, as nginx (so
+        # Passenger), gunicorn and holdfast's WSGI loader do.
+        next if raw_name.include?('_')
         name = raw_name.upcase.tr('-', '_')
         key = CGI_NAMES[name] ? name : "HTTP_#{name}"
         env[key] = env.key?(key) ? "#{env[key]}, #{value}" : value
