@@ -338,8 +338,9 @@ module HoldfastRack
       end
       return [false, status.to_i] if hijacked # the app owns the socket now (full hijack)
       code = status.to_i
-      unless code.between?(100, 999) && (status.is_a?(Integer) || status.to_s.strip.match?(/\A\d{3}\z/))
-        # Rack's SPEC: an Integer of at least 100. A 500 and the log, as for an exception.
+      unless code.between?(100, 999)
+        # Rack's SPEC: an Integer of at least 100 (a String that starts with one is taken, as puma
+        # takes it: only the number is written). A 500 and the log, as for an exception.
         HoldfastRack.log("#{env['REQUEST_METHOD']} #{env['REQUEST_URI']}: invalid status #{status.inspect} (Rack wants an Integer 100-999); answered 500")
         body.close if body.respond_to?(:close)
         code, headers, body = 500, { 'content-type' => 'text/plain' }, ["Internal Server Error\n"]
