@@ -200,6 +200,8 @@ for (const handoff of [true, false]) {
       const status = await get(hf.url('/bad-status'));
       assert.equal(status.status, 500);
       await hf.waitForLog('the bad status', (l) => /GET \/bad-status: invalid status 0 \(Rack wants an Integer 100-999\); answered 500/.test(String(l.msg)));
+      const stringStatus = await get(hf.url('/string-status'));
+      assert.deepEqual([stringStatus.status, stringStatus.body], [201, 'made']);
       assert.match((await get(hf.url('/'))).body, /^features pid \d+$/);
     } finally {
       await stopClean(hf);
