@@ -233,6 +233,30 @@ for (const handoff of [true, false]) {
   });
 }
 
+for (const handoff of [true, false]) {
+  test(`a Rack app routes an absolute-form request on its path and query, keeps the first of two Hosts, and a tab in the request line is a 400 (${handoff ? 'hand-off' : 'proxy path'})`, async () => {
+    const hf = await Holdfast.start(fixtureApp('rack-features'), handoff ? [] : ['--no-connection-handoff']);
+    try {
+      const envOf = async (head: string): Promise<Record<string, string>> => {
+        const socket = await connect(hf.port);
+        socket.write(`${head}Connection: close\r\n\r\n`);
+        const raw = await rawAnswer(socket);
+        assert.match(raw, /^HTTP\/1\.1 200 /, head);
+        return JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as Record<string, string>;
+      };
+      const absolute = await envOf('GET http://example.com/env?q=1 HTTP/1.1\r\nHost: example.com\r\n');
+      assert.deepEqual([absolute['PATH_INFO'], absolute['QUERY_STRING']], ['/env', 'q=1']);
+      const twoHosts = await envOf('GET /env HTTP/1.1\r\nHost: first.example\r\nHost: second.example\r\n');
+      assert.equal(twoHosts['SERVER_NAME'], 'first.example');
+      const tab = await connect(hf.port);
+      tab.write('GET /env\tHTTP/1.1\r\nHost: x\r\n\r\n');
+      assert.match(await rawAnswer(tab), /^HTTP\/1\.1 400 /);
+    } finally {
+      await stopClean(hf);
+    }
+  });
+}
+
 test('spawn_method "direct" starts every Rack process from scratch, with no preloader', async () => {
   const hf = await Holdfast.start(fixtureApp('rack-features'), ['--min-instances', '2', '--spawn-method', 'direct']);
   try {

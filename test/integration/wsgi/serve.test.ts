@@ -158,6 +158,24 @@ test('a WSGI app cannot split its answer with a header or status it echoes: star
   }
 });
 
+test('an absolute-form request reaches a WSGI app as its path and query, a query right after the authority included', async () => {
+  const hf = await Holdfast.start(fixtureApp('wsgi'), ['--python', SYSTEM_PYTHON]);
+  try {
+    for (const [target, path, query] of [
+      ['http://example.com/env/x?q=1', '/env/x', 'q=1'],
+      ['http://example.com/env', '/env', ''],
+    ] as const) {
+      const answer = await request(hf.url('/'), { method: 'GET', path: target, headers: { host: 'example.com' } });
+      const info = JSON.parse(answer.body) as Record<string, string>;
+      assert.deepEqual([info['PATH_INFO'], info['QUERY_STRING']], [path, query], target);
+    }
+    const bare = await request(hf.url('/'), { method: 'GET', path: 'http://example.com?show=query', headers: { host: 'example.com' } });
+    assert.equal(bare.body, '/ show=query');
+  } finally {
+    await stopClean(hf);
+  }
+});
+
 test('a virtualenv made with --system-site-packages runs a Flask app through its bin/python', async () => {
   const venv = mkdtempSync(join(tmpdir(), 'hf-venv-'));
   execFileSync(SYSTEM_PYTHON, ['-m', 'venv', '--without-pip', '--system-site-packages', venv]);

@@ -265,7 +265,8 @@ module HoldfastRack
     def build_env(head, strict: false)
       lines = head.split(CRLF)
       lines.shift while strict && lines.first == '' # empty lines before the request line are allowed
-      method, target, version = lines.shift.to_s.split(' ', 3)
+      # Single spaces, as Node's parser wants: split(' ') would take a tab for one too.
+      method, target, version = lines.shift.to_s.split(/ /, 3)
       raise BadRequest, 'malformed request line' if version.nil? || !version.start_with?('HTTP/1.')
       if strict && !(method.match?(TOKEN) && (version == 'HTTP/1.1' || version == 'HTTP/1.0') && !target.include?(' ') &&
                      (target.start_with?('/') || target == '*' || target.match?(%r{\Ahttps?://}i)))
@@ -274,7 +275,14 @@ module HoldfastRack
 
       env = @base_env.dup
       env['REQUEST_METHOD'] = method
-      path, query = target.split('?', 2)
+      resource = target
+      if !target.start_with?('/') && (authority = target[%r{\A[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*}])
+        # Absolute-form (RFC 9112 section 3.2.2): the app routes on its path and query, as under puma
+        # and the WSGI loader; REQUEST_URI keeps the target as sent.
+        resource = target[authority.length..]
+        resource = "/#{resource}" unless resource.start_with?('/')
+      end
+      path, query = resource.split('?', 2)
       env['PATH_INFO'] = path
       env['QUERY_STRING'] = query || ''
       env['REQUEST_URI'] = target
@@ -292,6 +300,9 @@ module HoldfastRack
         next if raw_name.include?('_')
         name = raw_name.upcase.tr('-', '_')
         key = CGI_NAMES[name] ? name : "HTTP_#{name}"
+        # A second Host is not joined to the first (SERVER_NAME "a, b"): the first one counts, as in
+        # Node's parser and holdfast's proxy.
+        next if key == 'HTTP_HOST' && env.key?(key)
         env[key] = env.key?(key) ? "#{env[key]}, #{value}" : value
       end
       host = env['HTTP_HOST'] || 'localhost'

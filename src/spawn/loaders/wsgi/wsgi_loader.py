@@ -263,8 +263,12 @@ class Server(object):
         environ['REQUEST_METHOD'] = method
         environ['SERVER_PROTOCOL'] = version
         environ['REQUEST_URI'] = target
-        if target[:1] != '/' and '://' in target:  # absolute-form: keep the path only
-            target = '/' + target.split('://', 1)[1].partition('/')[2]
+        if target[:1] != '/' and '://' in target:  # absolute-form: keep the path and query only
+            rest = target.split('://', 1)[1]
+            ends = [i for i in (rest.find('/'), rest.find('?')) if i >= 0]
+            target = rest[min(ends):] if ends else ''
+            if not target.startswith('/'):
+                target = '/' + target
         path, _, query = target.partition('?')
         # PEP 3333: PATH_INFO holds the decoded bytes as latin-1 characters.
         environ['PATH_INFO'] = unquote_to_bytes(path).decode('latin-1') if '%' in path else path
