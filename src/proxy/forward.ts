@@ -17,7 +17,8 @@ export type AttemptOutcome =
   | { kind: 'failed-before-response'; error: Error; unreachable: boolean; reached: boolean }
   /** The response had begun; the visitor's connection was destroyed so it cannot mistake it for whole. */
   | { kind: 'failed-during-response'; error: Error }
-  | { kind: 'visitor-gone' }
+  /** stalledMs: it was cut off for taking nothing of the answer that long (sendTimeoutMs). */
+  | { kind: 'visitor-gone'; stalledMs?: number }
   /** max_request_time passed: the request to the app was aborted (the visitor's connection too, if the response had begun). */
   | { kind: 'timed-out'; responseStarted: boolean };
 
@@ -91,6 +92,8 @@ export interface AttemptContext {
   readonly pools: UpstreamPools;
   /** Lowercase. */
   readonly requestIdHeader: string;
+  /** How long the visitor may take nothing of the answer before it is cut off (the app process freed). */
+  readonly sendTimeoutMs: number;
   /** The proxy is closing: tell the visitor not to reuse the connection. */
   closing(): boolean;
   /** Called exactly once per attempt, synchronously from the upstream client's callback (or from start()). */
@@ -120,8 +123,8 @@ class RequestTimeError extends Error {
 }
 
 class VisitorGoneError extends Error {
-  constructor() {
-    super('the visitor went away');
+  constructor(message = 'the visitor went away') {
+    super(message);
     this.name = 'VisitorGoneError';
   }
 }
@@ -137,6 +140,9 @@ export class Attempt implements ExchangeHandler {
   #abort: ((error?: Error) => void) | null = null;
   #resume: (() => void) | null = null;
   #onDrain: (() => void) | null = null;
+  /** Armed while the visitor's connection is full and the answer waits on it (sendTimeoutMs). */
+  #stalled: NodeJS.Timeout | null = null;
+  #stalledOut = false;
   #responseStarted = false;
   /** The client wrote the whole request to the process's connection: from now on it may have acted on it. */
   #requestSent = false;
@@ -185,6 +191,7 @@ export class Attempt implements ExchangeHandler {
     if (this.#settled) return;
     this.#settled = true;
     if (this.#onDrain) this.request.res.off('drain', this.#onDrain);
+    if (this.#stalled !== null) clearTimeout(this.#stalled);
     this.#ctx.settled(this, outcome);
   }
 
@@ -233,11 +240,26 @@ export class Attempt implements ExchangeHandler {
     if (res.write(chunk)) return true;
     // Back-pressure: the client pauses until resume(); hooked on the first full buffer only.
     if (this.#onDrain === null) {
-      this.#onDrain = () => this.#resume?.();
+      this.#onDrain = () => {
+        if (this.#stalled !== null) {
+          clearTimeout(this.#stalled);
+          this.#stalled = null;
+        }
+        this.#resume?.();
+      };
       res.on('drain', this.#onDrain);
     }
+    // A visitor that takes nothing more for sendTimeoutMs is cut off: a single-threaded process
+    // would otherwise serve nobody else for as long as it likes (responses are not buffered).
+    if (this.#stalled === null && this.#ctx.sendTimeoutMs > 0) this.#stalled = setTimeout(this.#stallTimedOut, this.#ctx.sendTimeoutMs);
     return false;
   }
+
+  readonly #stallTimedOut = (): void => {
+    this.#stalled = null;
+    this.#stalledOut = true;
+    this.#abort?.(new VisitorGoneError(`the visitor took nothing of the answer for ${this.#ctx.sendTimeoutMs} ms`));
+  };
 
   onComplete(): void {
     this.request.res.end();
@@ -251,7 +273,7 @@ export class Attempt implements ExchangeHandler {
       this.#settle({ kind: 'timed-out', responseStarted: this.#responseStarted });
     } else if (error instanceof VisitorGoneError || this.request.gone) {
       if (!res.destroyed) res.destroy();
-      this.#settle({ kind: 'visitor-gone' });
+      this.#settle(this.#stalledOut ? { kind: 'visitor-gone', stalledMs: this.#ctx.sendTimeoutMs } : { kind: 'visitor-gone' });
     } else if (this.#responseStarted) {
       res.destroy();
       this.#settle({ kind: 'failed-during-response', error });

@@ -42,6 +42,8 @@ export interface ProxyOptions {
   requestTimeoutMs?: number;
   /** Idle visitor keep-alive. */
   keepAliveTimeoutMs?: number;
+  /** A visitor that takes nothing of its answer for this long is cut off and the app process freed. */
+  sendTimeoutMs?: number;
   /** Idle keep-alive sockets to app processes. */
   upstreamIdleTimeoutMs?: number;
   /**
@@ -79,6 +81,10 @@ export const DEFAULT_HEADERS_TIMEOUT_MS = 30_000;
 // Uploads are streamed to the app, so the whole request must arrive within this (Node's own default).
 export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
 export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
+// A visitor whose connection stays full this long (it reads nothing, or next to nothing: the answer
+// waits on it) is cut off, so that it cannot hold a process that serves one request at a time as long
+// as it likes. nginx's send_timeout and its default.
+export const DEFAULT_SEND_TIMEOUT_MS = 60_000;
 // Below the 5 s that Node apps keep idle sockets, so we close first and never reuse a dying one.
 export const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS = 4_000;
 /** The accept queue asked for; the kernel caps it at net.core.somaxconn. */
@@ -336,7 +342,14 @@ export function createProxy(options: ProxyOptions): Proxy {
         break;
       case 'visitor-gone':
         session.close();
-        logger.debug({ app_pid: session.pid, request_id: ex.requestId, event: 'visitor_gone' }, 'visitor went away; request to the app aborted');
+        if (outcome.stalledMs === undefined) logger.debug({ app_pid: session.pid, request_id: ex.requestId, event: 'visitor_gone' }, 'visitor went away; request to the app aborted');
+        else {
+          // Rate-limited as every warning: a flood of such visitors writes a bounded number of lines.
+          logger.warn(
+            { app_pid: session.pid, request_id: ex.requestId, method: ex.method, path: ex.path, stalled_ms: outcome.stalledMs, event: 'visitor_stalled' },
+            `a visitor took nothing of the answer to ${ex.method} ${ex.path} for ${outcome.stalledMs} ms: its connection was closed and app process ${session.pid} freed`,
+          );
+        }
         break;
       case 'failed-during-response':
         session.close();
@@ -385,7 +398,14 @@ export function createProxy(options: ProxyOptions): Proxy {
     queueMicrotask(() => attempt(ex, pid));
   };
 
-  const attemptContext: AttemptContext = { pools, requestIdHeader, closing: () => closingStarted, settled, sent: (a) => unanswered.sent(a) };
+  const attemptContext: AttemptContext = {
+    pools,
+    requestIdHeader,
+    sendTimeoutMs: options.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS,
+    closing: () => closingStarted,
+    settled,
+    sent: (a) => unanswered.sent(a),
+  };
 
   const markGone = (ex: Exchange): void => {
     if (ex.gone || ex.res.writableFinished) return;

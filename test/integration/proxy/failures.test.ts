@@ -510,3 +510,74 @@ test('an app that sends more than its answer: the visitor gets the answer, the l
     await rig.close();
   }
 });
+
+test('a visitor that takes nothing of a big answer is cut off after the send timeout and its process freed; one that reads slowly but steadily gets it all', async () => {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      callback();
+    },
+  });
+  const total = 48 << 20;
+  let appStreams = 0;
+  const big: http.RequestListener = (_req, res) => {
+    appStreams++;
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
+    const chunk = Buffer.alloc(64 << 10, 7);
+    let sent = 0;
+    const more = (): void => {
+      while (sent < total) {
+        sent += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', more);
+      }
+      res.end();
+    };
+    more();
+  };
+  const rig = await startRig({ upstreams: [big], logger: pino({ level: 'info' }, sink), sendTimeoutMs: 400 });
+  try {
+    // Reads nothing at all.
+    const stalled = await connect(rig.port);
+    stalled.pause();
+    stalled.write('GET /big HTTP/1.1\r\nHost: x\r\n\r\n');
+    let stalledClosed = false;
+    stalled.on('close', () => (stalledClosed = true));
+    stalled.on('error', () => undefined);
+    await eventually(() => rig.sessions.closed.length === 1, 5_000, 'the session freed');
+    // A paused socket does not see its end: it does once it reads again (what it gets is cut short).
+    stalled.resume();
+    await eventually(() => stalledClosed, 5_000, 'the stalled visitor cut off');
+    assert.equal(rig.done[0]!.statusCode, 200, 'the answer had begun');
+    const line = lines.find((l) => l['event'] === 'visitor_stalled');
+    assert.ok(line, 'the log says why');
+    assert.equal(line['level'], 40);
+    assert.match(String(line['msg']), /took nothing of the answer to GET \/big for 400 ms: its connection was closed and app process 1001 freed/);
+
+    // Stops for 100 ms after each MiB: the whole answer takes longer than the send timeout, but the
+    // connection never stays full that long.
+    const steady = await connect(rig.port);
+    steady.write('GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    let received = 0;
+    let nextPause = 1 << 20;
+    const started = performance.now();
+    const ended = once(steady, 'close');
+    steady.on('data', (piece: Buffer) => {
+      received += piece.length;
+      if (received >= nextPause) {
+        nextPause += 1 << 20;
+        steady.pause();
+        setTimeout(() => steady.resume(), 100);
+      }
+    });
+    const bound = setTimeout(() => steady.destroy(), 60_000);
+    await ended;
+    clearTimeout(bound);
+    assert.ok(received > total, `the whole answer came: ${received} bytes`);
+    assert.ok(performance.now() - started > 400, 'the answer took longer than the send timeout');
+    assert.equal(rig.done[1]!.statusCode, 200);
+    assert.equal(appStreams, 2);
+  } finally {
+    await rig.close();
+  }
+});
