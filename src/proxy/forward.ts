@@ -129,6 +129,16 @@ class VisitorGoneError extends Error {
   }
 }
 
+/** The visitor's connection stayed full for sendTimeoutMs: it is cut off as one that went away. */
+class VisitorStalledError extends VisitorGoneError {
+  readonly stalledMs: number;
+  constructor(stalledMs: number) {
+    super(`the visitor took nothing of the answer for ${stalledMs} ms`);
+    this.name = 'VisitorStalledError';
+    this.stalledMs = stalledMs;
+  }
+}
+
 /**
  * One attempt to get a request answered by one app process, as the upstream client's handler: a
  * class rather than closures, because it is made for every request and its methods are shared.
@@ -142,7 +152,6 @@ export class Attempt implements ExchangeHandler {
   #onDrain: (() => void) | null = null;
   /** Armed while the visitor's connection is full and the answer waits on it (sendTimeoutMs). */
   #stalled: NodeJS.Timeout | null = null;
-  #stalledOut = false;
   #responseStarted = false;
   /** The client wrote the whole request to the process's connection: from now on it may have acted on it. */
   #requestSent = false;
@@ -257,8 +266,7 @@ export class Attempt implements ExchangeHandler {
 
   readonly #stallTimedOut = (): void => {
     this.#stalled = null;
-    this.#stalledOut = true;
-    this.#abort?.(new VisitorGoneError(`the visitor took nothing of the answer for ${this.#ctx.sendTimeoutMs} ms`));
+    this.#abort?.(new VisitorStalledError(this.#ctx.sendTimeoutMs));
   };
 
   onComplete(): void {
@@ -273,7 +281,7 @@ export class Attempt implements ExchangeHandler {
       this.#settle({ kind: 'timed-out', responseStarted: this.#responseStarted });
     } else if (error instanceof VisitorGoneError || this.request.gone) {
       if (!res.destroyed) res.destroy();
-      this.#settle(this.#stalledOut ? { kind: 'visitor-gone', stalledMs: this.#ctx.sendTimeoutMs } : { kind: 'visitor-gone' });
+      this.#settle(error instanceof VisitorStalledError ? { kind: 'visitor-gone', stalledMs: error.stalledMs } : { kind: 'visitor-gone' });
     } else if (this.#responseStarted) {
       res.destroy();
       this.#settle({ kind: 'failed-during-response', error });

@@ -422,9 +422,8 @@ class Connection implements WireEvents {
       // A response to no request (bytes after the end of the last one): the app is confused and
       // this connection is done, before anyone's request goes on it.
       if (this.exchange === null) {
-        const last = this.lastAnswered;
         this.destroy();
-        if (last !== null) this.pool.onBytesAfterAnswer?.(last.method, last.path);
+        this.#tellBytesAfterAnswer();
       }
     };
     parser[kOnHeaders] = (headers: string[]) => {
@@ -461,8 +460,7 @@ class Connection implements WireEvents {
       if (result instanceof Error) {
         // Bytes after an answer that closed the connection (HPE_CLOSED_CONNECTION): no new message
         // began for them, so kOnMessageBegin did not tell.
-        const last = this.lastAnswered;
-        if (this.exchange === null && !this.destroyed && last !== null) this.pool.onBytesAfterAnswer?.(last.method, last.path);
+        if (this.exchange === null && !this.destroyed) this.#tellBytesAfterAnswer();
         this.#invalid(result);
       }
       this.#settle();
@@ -472,6 +470,12 @@ class Connection implements WireEvents {
     // The parser reads the connection in C++ (Node's http server does the same): no 'data' events.
     this.wire.handle._consumed = true;
     parser.consume(this.wire.handle);
+  }
+
+  /** The app sent bytes after the end of the last answer on this connection: the pool is told which. */
+  #tellBytesAfterAnswer(): void {
+    const last = this.lastAnswered;
+    if (last !== null) this.pool.onBytesAfterAnswer?.(last.method, last.path);
   }
 
   #settle(): void {

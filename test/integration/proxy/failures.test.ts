@@ -27,6 +27,18 @@ const ok: http.RequestListener = (req, res) => {
   req.on('end', () => res.end(`ok ${req.method}`));
 };
 
+/** A logger at level info whose lines are kept, parsed, for the test to look at. */
+function capturedLog(): { lines: Array<Record<string, unknown>>; logger: pino.Logger } {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      callback();
+    },
+  });
+  return { lines, logger: pino({ level: 'info' }, sink) };
+}
+
 /** Reads what the proxy sends on a raw connection until it closes it (or timeoutMs passes). */
 test('a GET whose process has no socket any more is retried once on another process', async () => {
   const rig = await startRig({ upstreams: [ok] });
@@ -447,14 +459,8 @@ test('a spawn error in development shows cause, exit code, command and output, e
 });
 
 test('the error id on a page is in the log line too, with the code and the details the page hides', async () => {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-      callback();
-    },
-  });
-  const rig = await startRig({ upstreams: [ok], logger: pino({ level: 'info' }, sink) });
+  const { lines, logger } = capturedLog();
+  const rig = await startRig({ upstreams: [ok], logger });
   try {
     rig.sessions.failWith = [spawnError()];
     const page = await request(rig.port, { headers: { accept: 'application/json', 'x-request-id': 'visitor-7' } });
@@ -481,20 +487,14 @@ test('the error id on a page is in the log line too, with the code and the detai
 });
 
 test('an app that sends more than its answer: the visitor gets the answer, the log names the process and the request, the next visitor is served', async () => {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-      callback();
-    },
-  });
+  const { lines, logger } = capturedLog();
   const overlong: http.RequestListener = (req, res) => {
     req.resume();
     // A length counted in characters: 5 for 'héllo', which is 6 bytes.
     if (req.url?.startsWith('/long')) req.socket.write(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nh\u00e9llo'));
     else res.end('ok');
   };
-  const rig = await startRig({ upstreams: [overlong], logger: pino({ level: 'info' }, sink) });
+  const rig = await startRig({ upstreams: [overlong], logger });
   try {
     const answer = await request(rig.port, { path: '/long?token=secret' });
     assert.equal(answer.body.length, 5, 'the answer up to its Content-Length');
@@ -512,13 +512,7 @@ test('an app that sends more than its answer: the visitor gets the answer, the l
 });
 
 test('a visitor that takes nothing of a big answer is cut off after the send timeout and its process freed; one that reads slowly but steadily gets it all', async () => {
-  const lines: Array<Record<string, unknown>> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-      callback();
-    },
-  });
+  const { lines, logger } = capturedLog();
   const total = 48 << 20;
   let appStreams = 0;
   const big: http.RequestListener = (_req, res) => {
@@ -535,7 +529,7 @@ test('a visitor that takes nothing of a big answer is cut off after the send tim
     };
     more();
   };
-  const rig = await startRig({ upstreams: [big], logger: pino({ level: 'info' }, sink), sendTimeoutMs: 400 });
+  const rig = await startRig({ upstreams: [big], logger, sendTimeoutMs: 400 });
   try {
     // Reads nothing at all.
     const stalled = await connect(rig.port);

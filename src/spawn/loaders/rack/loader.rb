@@ -438,9 +438,10 @@ module HoldfastRack
         end
         # Rack 2 joins the values of a repeated header with "\n"; Rack 3 gives an Array.
         values = value.is_a?(Array) ? value.map(&:to_s) : (value = value.to_s).include?("\n") ? value.split("\n") : nil
-        unless name.is_a?(String) && name.match?(TOKEN) && !(values ? values.any? { |v| v.match?(CONTROL) } : value.match?(CONTROL))
+        valid_name = name.is_a?(String) && name.match?(TOKEN)
+        if !valid_name || (values ? values.any? { |v| v.match?(CONTROL) } : value.match?(CONTROL))
           # Left out, as puma does, and said: the rest of the answer is still the app's.
-          HoldfastRack.log("#{env['REQUEST_METHOD']} #{env['REQUEST_URI']}: header #{name.inspect} left out: #{name.is_a?(String) && name.match?(TOKEN) ? 'a control character in its value' : 'not a valid header name'}")
+          HoldfastRack.log("#{env['REQUEST_METHOD']} #{env['REQUEST_URI']}: header #{name.inspect} left out: #{valid_name ? 'a control character in its value' : 'not a valid header name'}")
           next
         end
         key = name.downcase
